@@ -1,0 +1,8 @@
+"""Agents: anything that takes a task and returns a result, and the registry that routes to them."""
+
+from podium.agents.context import StepContext
+from podium.agents.protocol import Agent
+from podium.agents.python import PythonAgent, import_callable
+from podium.agents.registry import AgentStats, Registry
+
+__all__ = ["Agent", "AgentStats", "PythonAgent", "Registry", "StepContext", "import_callable"]

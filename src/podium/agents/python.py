@@ -1,0 +1,107 @@
+"""Agents that are Python callables, sync or async, found by import path or passed in."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from podium.agents.context import StepContext
+from podium.errors import AgentError, DefinitionError, Location
+
+
+class PythonAgent:
+    """Calls a Python function: `with` mapping -> keyword arguments, else one positional.
+
+    A parameter named `ctx` receives the `StepContext`. An async function runs on the loop;
+    a sync one runs in a worker thread so that it never blocks the loop.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *,
+        capabilities: frozenset[str] = frozenset(),
+        concurrency: int | None = None,
+    ) -> None:
+        self.name = name
+        self.capabilities = capabilities
+        self.concurrency = concurrency
+        self._fn = fn
+        self._is_async = inspect.iscoroutinefunction(fn)
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature
+            self._signature = None
+        params = self._signature.parameters if self._signature else {}
+        self._wants_ctx = "ctx" in params
+
+    async def call(self, payload: Any, ctx: StepContext) -> Any:
+        args: tuple[Any, ...] = ()
+        kwargs: dict[str, Any] = {}
+        if isinstance(payload, Mapping):
+            kwargs = dict(payload)
+        elif payload is not None:
+            args = (payload,)
+        if self._wants_ctx:
+            kwargs["ctx"] = ctx
+        try:
+            if self._is_async:
+                return await self._fn(*args, **kwargs)
+            return await asyncio.to_thread(self._fn, *args, **kwargs)
+        except TypeError as exc:
+            self._explain_mismatch(args, kwargs, exc)
+            raise
+
+    def _explain_mismatch(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], exc: TypeError
+    ) -> None:
+        """Turn a call that does not fit the function's parameters into a clear, final error."""
+        if self._signature is None:
+            return
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as mismatch:
+            error = AgentError(
+                f"`with` does not fit {self._fn.__name__}{self._signature}: {mismatch}"
+            )
+            error.retryable = False
+            raise error from exc
+
+
+def import_callable(path: str, *, search: Sequence[str], where: Location) -> Callable[..., Any]:
+    """Resolve `package.module:attribute` (attribute may be dotted), searching `search` first.
+
+    Raises `DefinitionError` at `where` naming what could not be found.
+    """
+    module_name, colon, attribute = path.partition(":")
+    if not colon or not module_name or not attribute:
+        raise DefinitionError(
+            f"{path!r} is not a callable path; write it as 'package.module:function'", where=where
+        )
+    for folder in reversed(search):
+        if folder and folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DefinitionError(f"cannot import module {module_name!r}: {exc}", where=where) from None
+    except Exception as exc:  # the module itself raised while importing
+        raise DefinitionError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", where=where
+        ) from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise DefinitionError(
+                f"module {module_name!r} has no attribute {attribute!r}", where=where
+            ) from None
+    if not callable(target):
+        raise DefinitionError(f"{path!r} is not callable", where=where)
+    fn: Callable[..., Any] = target
+    return fn

@@ -1,0 +1,193 @@
+"""A run as a person reads it: the fold of its events into one record per step key.
+
+This is what `podium show` prints and what `RunResult` carries. It is a projection for
+reading; the scheduler keeps its own state for deciding what runs next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from podium.model.events import (
+    ErrorInfo,
+    Event,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    StepAttemptFailed,
+    StepExpanded,
+    StepFailed,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    step_key,
+)
+
+StepStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "skipped"]
+
+
+@dataclass(slots=True, kw_only=True)
+class StepRecord:
+    """What happened to one unit of work (`step` or `step[3]`)."""
+
+    key: str
+    step: str
+    index: int | None = None
+    status: StepStatus = "pending"
+    attempts: int = 0
+    agent: str | None = None
+    reason: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    items: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "attempts": self.attempts,
+            "agent": self.agent,
+            "reason": self.reason,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "output": self.output,
+            "error": _error_json(self.error),
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class RunHistory:
+    """The fold of a run's events. `steps` is keyed by step key, in order of first mention."""
+
+    run_id: str = ""
+    workflow: str = ""
+    status: RunStatus = "running"
+    input: Any = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    resumes: int = 0
+    steps: dict[str, StepRecord] = field(default_factory=lambda: {})
+
+    @classmethod
+    def fold(cls, events: Iterable[Event]) -> RunHistory:
+        history = cls()
+        for event in events:
+            history.apply(event)
+        return history
+
+    def _record(self, step: str, index: int | None) -> StepRecord:
+        key = step_key(step, index)
+        record = self.steps.get(key)
+        if record is None:
+            record = self.steps[key] = StepRecord(key=key, step=step, index=index)
+        return record
+
+    def apply(self, event: Event) -> None:
+        match event:
+            case StepStarted():
+                record = self._record(event.step, event.index)
+                record.status = "running"
+                record.attempts = event.attempt
+                record.agent = event.agent
+                record.reason = event.reason
+                if record.started_at is None:
+                    record.started_at = event.at
+                self._touch_parent(event.step, event.index, event.at)
+            case StepSucceeded():
+                record = self._record(event.step, event.index)
+                record.status = "succeeded"
+                record.output = event.output
+                record.error = None
+                record.ended_at = event.at
+                if event.index is not None:
+                    self._settle_parent(event.step, event.at)
+            case StepAttemptFailed():
+                record = self._record(event.step, event.index)
+                record.status = "retrying"
+                record.error = event.error
+            case StepFailed():
+                record = self._record(event.step, event.index)
+                record.status = "failed"
+                record.attempts = max(record.attempts, event.attempt)
+                record.error = event.error
+                record.ended_at = event.at
+                if event.index is not None:
+                    self._settle_parent(event.step, event.at)
+            case StepSkipped():
+                record = self._record(event.step, None)
+                record.status = "skipped"
+                record.reason = event.reason
+                record.ended_at = event.at
+            case StepExpanded():
+                record = self._record(event.step, None)
+                record.items = event.count
+                record.status = "running" if event.count else "succeeded"
+                record.started_at = record.started_at or event.at
+                if not event.count:
+                    record.output = []
+                    record.ended_at = event.at
+            case RunStarted():
+                self.run_id = event.run_id
+                self.workflow = event.workflow
+                self.input = event.input
+                self.started_at = event.at
+            case RunResumed():
+                self.resumes += 1
+                self.status = "running"
+                self.ended_at = None
+            case RunFinished():
+                self.status = event.status
+                self.output = event.output
+                self.error = event.error
+                self.ended_at = event.at
+            case _:
+                pass
+
+    def _touch_parent(self, step: str, index: int | None, at: float) -> None:
+        if index is None:
+            return
+        parent = self._record(step, None)
+        parent.status = "running"
+        if parent.started_at is None:
+            parent.started_at = at
+
+    def _settle_parent(self, step: str, at: float) -> None:
+        """Derive a for_each step's status and output from its items once all have ended."""
+        parent = self.steps[step]
+        count = parent.items or 0
+        items = [self.steps.get(step_key(step, i)) for i in range(count)]
+        if any(item is None or item.status not in ("succeeded", "failed") for item in items):
+            return
+        failed = next((item for item in items if item and item.status == "failed"), None)
+        parent.ended_at = at
+        if failed is not None:
+            parent.status = "failed"
+            parent.error = failed.error
+        else:
+            parent.status = "succeeded"
+            parent.output = [item.output for item in items if item is not None]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "workflow": self.workflow,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
+            "error": _error_json(self.error),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "steps": {key: record.as_json() for key, record in self.steps.items()},
+        }
+
+
+def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
+    if error is None:
+        return None
+    return {"step": error.step, "type": error.type, "message": error.message}

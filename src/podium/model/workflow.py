@@ -1,0 +1,235 @@
+"""The workflow as a value: steps, the agents they use, and their policies.
+
+The YAML loader and the Python API both produce these objects; validation (references,
+cycles, expressions) lives in `podium.spec`, so a `Workflow` built by hand is checked by the
+same code as one read from a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from podium.errors import DefinitionError, Location
+
+if TYPE_CHECKING:
+    from podium.runtime.result import RunResult
+
+Trigger = Literal["all_success", "one_success", "all_done", "none_failed"]
+TRIGGERS: tuple[Trigger, ...] = ("all_success", "one_success", "all_done", "none_failed")
+
+# A Python callable or its import path, "package.module:attribute".
+CallableRef = str | Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How often a unit of work is tried, and how long to wait between attempts.
+
+    `attempts` counts the first try: 3 means one try and up to two retries. The wait before
+    attempt n+1 is `backoff * factor**(n-1)`, capped at `max_backoff` (seconds).
+    """
+
+    attempts: int = 1
+    backoff: float = 0.0
+    factor: float = 2.0
+    max_backoff: float = 300.0
+
+    def delay_after(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based) before the next."""
+        return min(self.backoff * self.factor ** (attempt - 1), self.max_backoff)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentSpec:
+    """An agent as declared: what it runs, what it can do, how many calls it takes at once."""
+
+    name: str
+    uses: CallableRef
+    capabilities: frozenset[str] = frozenset()
+    concurrency: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    """One step of a workflow. Exactly one of `agent`, `capability` or `uses` names who runs it.
+
+    `with_` is the step's input: any JSON-like value in which strings may hold `${{ }}`
+    expressions. `condition` is the YAML `if`.
+    """
+
+    id: str
+    agent: str | None = None
+    capability: str | None = None
+    uses: CallableRef | None = None
+    needs: tuple[str, ...] = ()
+    with_: Any = None
+    condition: str | None = None
+    trigger: Trigger = "all_success"
+    for_each: str | None = None
+    max_parallel: int | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    continue_on_error: bool = False
+    description: str = ""
+
+    @property
+    def target(self) -> str:
+        """Who runs the step, as a user would write it."""
+        if self.agent is not None:
+            return f"agent {self.agent!r}"
+        if self.capability is not None:
+            return f"capability {self.capability!r}"
+        return f"uses {callable_name(self.uses)!r}"
+
+
+def callable_name(ref: CallableRef | None) -> str:
+    """The import path of a callable reference (`module:qualname`), for display and storage."""
+    if ref is None or isinstance(ref, str):
+        return ref or ""
+    module = getattr(ref, "__module__", "?")
+    qualname = getattr(ref, "__qualname__", getattr(ref, "__name__", repr(ref)))
+    return f"{module}:{qualname}"
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Workflow:
+    """A graph of steps. Build it with `Workflow.from_yaml` or in code:
+
+        Workflow(name="order", steps=[Step(id="check", uses=check)], agents=[check_agent])
+
+    Steps and agents may be given as lists (or as mappings by id). `locations` maps a path
+    in the definition (`("steps", "check", "uses")`) to where it stands in the source file,
+    so that errors found later still point at the text.
+    """
+
+    name: str
+    steps: Mapping[str, Step]
+    agents: Mapping[str, AgentSpec]
+    description: str
+    input_schema: Mapping[str, Any] | None
+    output: Any
+    max_parallel: int | None
+    source: str
+    base_dir: str
+    locations: Mapping[tuple[str | int, ...], Location]
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        steps: Mapping[str, Step] | Iterable[Step],
+        agents: Mapping[str, AgentSpec] | Iterable[AgentSpec | Callable[..., Any]] = (),
+        description: str = "",
+        input_schema: Mapping[str, Any] | None = None,
+        output: Any = None,
+        max_parallel: int | None = None,
+        source: str = "<python>",
+        base_dir: str = "",
+        locations: Mapping[tuple[str | int, ...], Location] | None = None,
+    ) -> None:
+        if not isinstance(steps, Mapping):
+            steps = _steps_by_id(steps)
+        if not isinstance(agents, Mapping):
+            agents = _agents_by_name(agents)
+        fields: dict[str, Any] = {
+            "name": name,
+            "steps": steps,
+            "agents": agents,
+            "description": description,
+            "input_schema": input_schema,
+            "output": output,
+            "max_parallel": max_parallel,
+            "source": source,
+            "base_dir": base_dir or str(Path.cwd()),
+            "locations": locations or {},
+        }
+        for key, value in fields.items():
+            object.__setattr__(self, key, value)
+
+    def locate(self, *path: str | int) -> Location:
+        """Where `path` (or its nearest enclosing key) stands in the source."""
+        while path:
+            found = self.locations.get(path)
+            if found is not None:
+                return found
+            path = path[:-1]
+        return self.locations.get((), Location(self.source))
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Workflow:
+        """Read and validate a workflow file; raises `DefinitionError` with every problem."""
+        from podium.spec import load_workflow
+
+        return load_workflow(path)
+
+    async def run(
+        self,
+        input: Any = None,
+        *,
+        store: str = ":memory:",
+        run_id: str | None = None,
+        max_parallel: int | None = None,
+    ) -> RunResult:
+        """Run the workflow to the end (or resume run `run_id`) and return its result."""
+        from podium.runtime import run_workflow
+
+        return await run_workflow(
+            self, input, store=store, run_id=run_id, max_parallel=max_parallel
+        )
+
+
+AGENT_ATTRIBUTE = "__podium_agent__"
+
+
+def agent(
+    name: str | None = None,
+    *,
+    capabilities: Iterable[str] = (),
+    concurrency: int | None = None,
+    description: str = "",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a Python callable as an agent; pass it in `Workflow(agents=[...])`.
+
+        @agent(capabilities={"inventory.check"}, concurrency=4)
+        async def check(order: dict) -> dict: ...
+
+    The function itself is returned unchanged, so it can still be called directly.
+    """
+
+    def declare(fn: Callable[..., Any]) -> Callable[..., Any]:
+        spec = AgentSpec(
+            name=name or fn.__name__,
+            uses=fn,
+            capabilities=frozenset(capabilities),
+            concurrency=concurrency,
+            description=description or (fn.__doc__ or "").strip().split("\n")[0],
+        )
+        setattr(fn, AGENT_ATTRIBUTE, spec)
+        return fn
+
+    return declare
+
+
+def _steps_by_id(steps: Iterable[Step]) -> dict[str, Step]:
+    result: dict[str, Step] = {}
+    for step in steps:
+        if step.id in result:
+            raise DefinitionError(f"two steps are named {step.id!r}")
+        result[step.id] = step
+    return result
+
+
+def _agents_by_name(agents: Iterable[AgentSpec | Callable[..., Any]]) -> dict[str, AgentSpec]:
+    result: dict[str, AgentSpec] = {}
+    for item in agents:
+        spec = item if isinstance(item, AgentSpec) else getattr(item, AGENT_ATTRIBUTE, None)
+        if not isinstance(spec, AgentSpec):
+            raise DefinitionError(f"{item!r} is not an agent; declare it with @podium.agent")
+        if spec.name in result:
+            raise DefinitionError(f"two agents are named {spec.name!r}")
+        result[spec.name] = spec
+    return result
