@@ -1,0 +1,305 @@
+"""The semantic checks of a workflow: what the schema cannot see.
+
+References between steps and agents, cycles in `needs`, limits, and expressions (syntax, and
+whether the steps they read will have run). The loader calls `validate_workflow` after the
+structural check; a workflow built in Python with the model classes goes through the same
+function, so both kinds are held to the same rules. Every problem is collected before raising,
+so one run of the validator tells the author everything to fix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from podium.errors import CycleError, DefinitionError, Location
+from podium.model.workflow import TRIGGERS, Step, Workflow
+from podium.spec.expressions import Template, compile_condition, compile_template
+from podium.spec.paths import Key, path_text
+from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
+
+__all__ = ["Ancestry", "find_cycles", "sort_problems", "validate_workflow"]
+
+_IDENTIFIER = re.compile(IDENTIFIER)
+
+
+def validate_workflow(wf: Workflow) -> None:
+    """Raise `DefinitionError` listing every semantic problem of `wf`, located in its source."""
+    problems: list[DefinitionError] = []
+    ancestry = Ancestry(wf)
+    capabilities = {c for agent in wf.agents.values() for c in agent.capabilities}
+    for name, agent in wf.agents.items():
+        if not _IDENTIFIER.fullmatch(name):
+            problems.append(
+                DefinitionError(bad_identifier(name, "agent name"), where=wf.locate("agents", name))
+            )
+        _at_least_one(wf, problems, ("agents", name, "concurrency"), agent.concurrency)
+    for key, step in wf.steps.items():
+        _check_step(wf, key, step, capabilities, problems)
+        _check_step_expressions(wf, step, ancestry, problems)
+    for cycle in find_cycles(wf):
+        problems.append(CycleError(cycle, where=wf.locate("steps", cycle[0], "needs")))
+    _at_least_one(wf, problems, ("max_parallel",), wf.max_parallel)
+    _check_output(wf, problems)
+    _check_input_schema(wf, problems)
+    if problems:
+        raise DefinitionError.collect(sort_problems(problems))
+
+
+def sort_problems(problems: list[DefinitionError]) -> list[DefinitionError]:
+    """`problems` in the order of the text they point at (unlocated ones first)."""
+
+    def position(problem: DefinitionError) -> tuple[int, int]:
+        where = problem.where
+        return (where.line, where.column) if where else (0, 0)
+
+    return sorted(problems, key=position)
+
+
+def _check_step(
+    wf: Workflow, key: str, step: Step, capabilities: set[str], problems: list[DefinitionError]
+) -> None:
+    sid = step.id
+
+    def problem(message: str, *path: Key) -> None:
+        problems.append(DefinitionError(message, where=wf.locate("steps", sid, *path)))
+
+    if key != sid:
+        problem(f"step {sid!r} is stored under the key {key!r}")
+    if not _IDENTIFIER.fullmatch(sid):
+        problem(bad_identifier(sid, "step id"))
+    named = [
+        field
+        for field, value in (
+            ("agent", step.agent),
+            ("capability", step.capability),
+            ("uses", step.uses),
+        )
+        if value is not None
+    ]
+    if len(named) != 1:
+        found = f" (it names {' and '.join(named)})" if named else ""
+        problem(f"step {sid!r} must name exactly one of agent, capability or uses{found}")
+    if step.agent is not None and step.agent not in wf.agents:
+        problem(
+            f"step {sid!r} uses unknown agent {step.agent!r}{suggest(step.agent, wf.agents)}",
+            "agent",
+        )
+    if step.capability is not None and step.capability not in capabilities:
+        problem(
+            f"step {sid!r} needs capability {step.capability!r}, which no agent declares"
+            f"{suggest(step.capability, capabilities)}",
+            "capability",
+        )
+    for index, need in enumerate(step.needs):
+        if need == sid:
+            problem(f"step {sid!r} needs itself", "needs", index)
+        elif need not in wf.steps:
+            problem(
+                f"step {sid!r} needs unknown step {need!r}{suggest(need, wf.steps)}",
+                "needs",
+                index,
+            )
+    if step.trigger not in TRIGGERS:
+        problem(
+            f"step {sid!r}: trigger must be one of {', '.join(TRIGGERS)}, not {step.trigger!r}",
+            "trigger",
+        )
+    _at_least_one(wf, problems, ("steps", sid, "max_parallel"), step.max_parallel)
+    _at_least_one(wf, problems, ("steps", sid, "retry", "attempts"), step.retry.attempts)
+    retry = step.retry
+    if retry.backoff < 0 or retry.max_backoff < 0 or retry.factor < 1:
+        problem(
+            f"step {sid!r}: retry needs backoff >= 0, max_backoff >= 0 and factor >= 1", "retry"
+        )
+    if step.timeout is not None and step.timeout <= 0:
+        problem(f"step {sid!r}: timeout must be more than 0, not {step.timeout!r}", "timeout")
+
+
+def _at_least_one(
+    wf: Workflow, problems: list[DefinitionError], path: tuple[Key, ...], value: int | None
+) -> None:
+    if value is not None and value < 1:
+        problems.append(
+            DefinitionError(
+                f"{path_text(path)} must be at least 1, not {value!r}", where=wf.locate(*path)
+            )
+        )
+
+
+def _check_step_expressions(
+    wf: Workflow, step: Step, ancestry: Ancestry, problems: list[DefinitionError]
+) -> None:
+    sid = step.id
+    fields = (("with", step.with_), ("if", step.condition), ("for_each", step.for_each))
+    for field, value in fields:
+        if value is None and field != "with":
+            continue
+        template = _compile_field(wf, ("steps", sid, field), value, problems)
+        if template is None:
+            continue
+        where = wf.locate("steps", sid, field)
+        for ref in sorted(template.references):
+            if ref not in wf.steps:
+                problems.append(_unknown_step(wf, f"step {sid!r}", ref, where))
+            elif not ancestry.is_upstream(ref, of=step.id):
+                problems.append(
+                    DefinitionError(
+                        f"step {sid!r} reads steps.{ref} but does not need it, so it may not "
+                        f"have run yet: add {ref!r} to its needs",
+                        where=where,
+                    )
+                )
+        if template.uses_item and (field != "with" or step.for_each is None):
+            where_used = "a step without for_each" if field == "with" else f"its {field}"
+            problems.append(
+                DefinitionError(
+                    f"step {sid!r} reads item or index in {where_used}; they exist only in the "
+                    f"`with` of a for_each step",
+                    where=where,
+                )
+            )
+
+
+def _check_output(wf: Workflow, problems: list[DefinitionError]) -> None:
+    template = _compile_field(wf, ("output",), wf.output, problems)
+    if template is None:
+        return
+    where = wf.locate("output")
+    problems.extend(
+        _unknown_step(wf, "the output", ref, where)
+        for ref in sorted(template.references)
+        if ref not in wf.steps
+    )
+    if template.uses_item:
+        problems.append(
+            DefinitionError(
+                "the output reads item or index, which exist only in a for_each step", where=where
+            )
+        )
+
+
+def _check_input_schema(wf: Workflow, problems: list[DefinitionError]) -> None:
+    if wf.input_schema is None:
+        return
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(dict(wf.input_schema))
+    except SchemaError as exc:
+        problems.append(
+            DefinitionError(
+                f"input is not a valid JSON Schema: {exc.message}",
+                where=wf.locate("input", *exc.path),
+            )
+        )
+
+
+def _compile_field(
+    wf: Workflow, path: tuple[Key, ...], value: Any, problems: list[DefinitionError]
+) -> Template | None:
+    """The compiled `if`/`for_each` (conditions) or any other value; None if it has errors."""
+    where = wf.locate(*path)
+    try:
+        if path[-1] in ("if", "for_each"):
+            return compile_condition(value, where=where)
+        return compile_template(value, where=_locator(wf, *path))
+    except DefinitionError as exc:
+        if exc.where is None:
+            exc.where = where  # several problems in one value: sort them at the value's place
+        problems.append(exc)
+        return None
+
+
+def _locator(wf: Workflow, *base: Key) -> Callable[[tuple[Key, ...]], Location]:
+    return lambda path: wf.locate(*base, *path)
+
+
+def _unknown_step(wf: Workflow, reader: str, ref: str, where: Location) -> DefinitionError:
+    return DefinitionError(
+        f"{reader} reads steps.{ref}, which is not a step{suggest(ref, wf.steps)}", where=where
+    )
+
+
+class Ancestry:
+    """Answers "does step S need step X, directly or transitively?" (unknown ids ignored).
+
+    A step may read `steps.X` only if X is upstream: otherwise X may not have run yet. Most
+    expressions read a direct need, answered at once; the full set of a step's ancestors is
+    computed only when asked about a farther one, and then kept, so a long chain whose steps
+    read their predecessors costs linear time, not quadratic.
+    """
+
+    def __init__(self, wf: Workflow) -> None:
+        self._needs = {
+            sid: [n for n in step.needs if n in wf.steps] for sid, step in wf.steps.items()
+        }
+        self._ancestors: dict[str, frozenset[str]] = {}
+
+    def is_upstream(self, candidate: str, *, of: str) -> bool:
+        if candidate in self._needs.get(of, ()):
+            return True
+        return candidate in self.ancestors(of)
+
+    def ancestors(self, step: str) -> frozenset[str]:
+        known = self._ancestors.get(step)
+        if known is None:
+            seen: set[str] = set()
+            pending = list(self._needs.get(step, ()))
+            while pending:
+                need = pending.pop()
+                if need not in seen:
+                    seen.add(need)
+                    pending.extend(self._needs[need])
+            known = self._ancestors[step] = frozenset(seen)
+        return known
+
+
+def find_cycles(wf: Workflow) -> list[list[str]]:
+    """The cycles in `needs`, one per tangle, each in run order with its first step repeated.
+
+    In `a -> b -> c -> a`, each step is needed by the next. Steps are first peeled off in
+    dependency order; every step left needs another step left, so walking `needs` from one of
+    them must come back on itself, and that loop is reported.
+    """
+    needs: Mapping[str, list[str]] = {
+        sid: [n for n in step.needs if n in wf.steps and n != sid] for sid, step in wf.steps.items()
+    }
+    # Kahn's algorithm: peel steps whose needs are all peeled; what is left is in a tangle.
+    waiting_on = {sid: len(set(step_needs)) for sid, step_needs in needs.items()}
+    dependents: dict[str, list[str]] = {sid: [] for sid in needs}
+    for sid, step_needs in needs.items():
+        for need in set(step_needs):
+            dependents[need].append(sid)
+    free = [sid for sid, count in waiting_on.items() if count == 0]
+    left = set(wf.steps)
+    while free:
+        sid = free.pop()
+        left.discard(sid)
+        for dependent in dependents[sid]:
+            waiting_on[dependent] -= 1
+            if waiting_on[dependent] == 0:
+                free.append(dependent)
+    cycles: list[list[str]] = []
+    reported: set[str] = set()
+    order = {sid: position for position, sid in enumerate(wf.steps)}
+    for start in wf.steps:
+        if start not in left or start in reported:
+            continue
+        walk: list[str] = []
+        position: dict[str, int] = {}
+        node = start
+        while node not in position:
+            position[node] = len(walk)
+            walk.append(node)
+            node = next(n for n in needs[node] if n in left)
+        loop = walk[position[node] :]
+        if reported.isdisjoint(loop):
+            reported.update(loop)
+            loop.reverse()
+            first = min(range(len(loop)), key=lambda i: order[loop[i]])
+            loop = loop[first:] + loop[:first]
+            cycles.append([*loop, loop[0]])
+    return cycles
