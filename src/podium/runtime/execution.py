@@ -266,7 +266,7 @@ class Execution:
         scope = {**self._scope, "item": items[unit.index], "index": unit.index}
         return template.render(scope)
 
-    async def _call(self, unit: Unit, agent: Agent, payload: Any, timeout: float | None) -> None:
+    async def _call(self, unit: Unit, agent: Agent, payload: Any, seconds: float | None) -> None:
         ctx = StepContext(
             run_id=self.run_id,
             step=unit.step,
@@ -279,15 +279,13 @@ class Execution:
         began = loop.time()
         ended = _Ended(unit, agent, 0.0)
         try:
-            if timeout is None:
+            if seconds is None:
                 ended.output = await agent.call(payload, ctx)
             else:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(seconds):
                     ended.output = await agent.call(payload, ctx)
         except TimeoutError as exc:
-            ended.error = (
-                StepTimeout(f"timed out after {timeout:g}s") if timeout is not None else exc
-            )
+            ended.error = StepTimeout(f"timed out after {seconds:g}s") if seconds else exc
         except Exception as exc:  # the agent's own failure; cancellation passes through
             ended.error = exc
         ended.seconds = loop.time() - began
