@@ -1,0 +1,423 @@
+"""The `podium` command: parse the arguments, call the public API, print the answer.
+
+Nothing here decides anything about runs: every command is a few lines over `podium.spec`,
+`podium.runtime` and `podium.store`. Those (and rich) are imported inside the commands, so
+that `podium --help` and shell completion do not pay for the engine.
+
+Exit codes: 0 succeeded, 1 failed (or another run or store error), 2 an invalid definition,
+input, run id or usage, 3 the run is waiting or still running, 4 cancelled, 130 interrupted.
+Every `PodiumError` ends the command with its message on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
+
+import click
+
+from podium.errors import DefinitionError, InputError, PodiumError, RunNotFound
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from podium.model import Event, Workflow
+    from podium.runtime import RunResult
+    from podium.runtime.api import StartCallback
+    from podium.runtime.execution import EventSink
+    from podium.store import Store
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "waiting": 3, "running": 3, "cancelled": 4}
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_DB = "podium.db"
+
+T = TypeVar("T")
+# Starts or continues a run on an opened store, reporting through the two callbacks.
+Starter: TypeAlias = "Callable[[Store, StartCallback, EventSink | None], Awaitable[RunResult]]"
+
+
+def exit_code_for(error: PodiumError) -> int:
+    """Mistakes in what the user typed are 2, like click's usage errors; the rest is 1."""
+    if isinstance(error, DefinitionError | InputError | RunNotFound):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+class _Podium(click.Group):
+    """The command group; it turns a `PodiumError` from any command into message and exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PodiumError as error:
+            for line in str(error).splitlines() or [type(error).__name__]:
+                click.echo(f"error: {line}", err=True)
+            raise click.exceptions.Exit(exit_code_for(error)) from None
+
+
+db_option = click.option(
+    "--db",
+    default=DEFAULT_DB,
+    envvar="PODIUM_DB",
+    show_default=True,
+    show_envvar=True,
+    metavar="PATH",
+    help="The store: a SQLite file (created if missing), or :memory: to keep nothing.",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables."
+)
+max_parallel_option = click.option(
+    "--max-parallel",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Run at most N steps at once (default: the workflow's max_parallel, else no limit).",
+)
+workflow_file = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+
+
+@click.group(cls=_Podium, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="podium", prog_name="podium")
+def main() -> None:
+    """podium runs workflows of AI agents durably: every step is recorded, so a run
+    survives crashes and can be resumed, inspected and explained.
+
+    Exit codes: 0 succeeded, 1 failed, 2 invalid definition, input or usage,
+    3 waiting, 4 cancelled, 130 interrupted.
+    """
+
+
+@main.command()
+@workflow_file
+@click.option("--input", "input_text", metavar="JSON", help="The run input, as JSON text.")
+@click.option(
+    "--input-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the run input from this JSON file.",
+)
+@click.option(
+    "--run-id",
+    metavar="ID",
+    help="Name the run. If the store already has it, its recorded result is returned "
+    "(or the unfinished run continued): nothing completed runs twice.",
+)
+@db_option
+@max_parallel_option
+@json_option
+def run(
+    file: Path,
+    input_text: str | None,
+    input_file: Path | None,
+    run_id: str | None,
+    db: str,
+    max_parallel: int | None,
+    as_json: bool,
+) -> None:
+    """Run the workflow in FILE to its end and print the result."""
+    from podium.runtime import run_workflow
+    from podium.spec import load_workflow
+
+    workflow = load_workflow(file)
+    value = _read_input(input_text, input_file)
+    _execute(
+        db,
+        as_json,
+        lambda store, on_start, on_events: run_workflow(
+            workflow,
+            value,
+            store=store,
+            run_id=run_id,
+            max_parallel=max_parallel,
+            on_start=on_start,
+            on_events=on_events,
+        ),
+        title=workflow.name,
+        run_id=run_id,
+    )
+
+
+@main.command()
+@click.argument("run_id")
+@db_option
+@max_parallel_option
+@json_option
+def resume(run_id: str, db: str, max_parallel: int | None, as_json: bool) -> None:
+    """Continue run RUN_ID from where its log ends.
+
+    Use it after a crash, an interruption or a failure.
+
+    Steps that succeeded are not run again; failed steps get another go.
+    """
+    from podium.runtime import resume_run
+
+    _execute(
+        db,
+        as_json,
+        lambda store, on_start, on_events: resume_run(
+            run_id,
+            store=store,
+            max_parallel=max_parallel,
+            on_start=on_start,
+            on_events=on_events,
+        ),
+        title=f"run {run_id}",
+        run_id=run_id,
+    )
+
+
+@main.command()
+@click.argument("run_id")
+@db_option
+def cancel(run_id: str, db: str) -> None:
+    """Cancel run RUN_ID and finish it as cancelled.
+
+    If another process is executing the run, it stops within about a second.
+    """
+    from podium.runtime import cancel_run
+
+    async def go(store: Store) -> str:
+        before = (await store.get_run(run_id)).status
+        if before in ("succeeded", "failed", "cancelled"):
+            return f"run {run_id} had already finished: {before}"
+        await cancel_run(run_id, store=store)
+        if (await store.get_run(run_id)).status == "cancelled":
+            return f"run {run_id} cancelled"
+        return f"asked the process executing run {run_id} to cancel it"
+
+    click.echo(_with_store(db, go, existing=True))
+
+
+@main.command()
+@db_option
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show N runs."
+)
+@json_option
+def runs(db: str, limit: int, as_json: bool) -> None:
+    """List the most recent runs in the store."""
+    import dataclasses
+
+    async def go(store: Store) -> None:
+        found = await store.list_runs(limit)
+        if as_json:
+            _print_json([dataclasses.asdict(summary) for summary in found])
+        else:
+            from podium.cli.render import print_runs
+
+            print_runs(_console(), found)
+
+    _with_store(db, go, existing=True)
+
+
+@main.command()
+@click.argument("run_id")
+@db_option
+@json_option
+def show(run_id: str, db: str, as_json: bool) -> None:
+    """Show run RUN_ID step by step.
+
+    Each step's status, agent, attempts, timing, and why it was routed, skipped or failed.
+    """
+    from podium.model import RunHistory
+
+    history = RunHistory.fold(_with_store(db, lambda store: store.load(run_id), existing=True))
+    if as_json:
+        _print_json(history.as_json())
+    else:
+        from podium.cli.render import print_run
+
+        print_run(_console(), history, db)
+
+
+@main.command()
+@click.argument("run_id")
+@db_option
+@json_option
+def events(run_id: str, db: str, as_json: bool) -> None:
+    """Print the event log of run RUN_ID, one event a line."""
+    from podium.cli.render import event_json, event_line
+
+    describe = event_json if as_json else event_line
+    for event in _with_store(db, lambda store: store.load(run_id), existing=True):
+        click.echo(describe(event))
+
+
+@main.command()
+@workflow_file
+def validate(file: Path) -> None:
+    """Check the workflow in FILE without running it.
+
+    Syntax, references, cycles, expressions, and that every agent can be imported.
+    """
+    from podium.runtime import prepare
+    from podium.spec import load_workflow
+
+    workflow = load_workflow(file)
+    prepare(workflow)
+    click.echo(
+        f"{file}: ok ({_count(len(workflow.steps), 'step')}, "
+        f"{_count(len(workflow.agents), 'agent')})"
+    )
+
+
+@main.command()
+@workflow_file
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="Mermaid (renders in GitHub and most docs) or Graphviz dot.",
+)
+def graph(file: Path, fmt: str) -> None:
+    """Print the dependency graph of the workflow in FILE."""
+    from podium.cli.graph import render_graph
+    from podium.spec import load_workflow
+
+    click.echo(render_graph(load_workflow(file), fmt), nl=False)
+
+
+@main.command()
+@db_option
+def demo(db: str) -> None:
+    """Run the bundled order-to-cash demo (about 3 seconds).
+
+    It shows a branch, a fan-out over two warehouse agents, a retried payment and the live
+    view; the run is kept in the store like any other.
+    """
+    from podium.demo import DEMO_INPUT, load_demo
+    from podium.runtime import run_workflow
+
+    workflow: Workflow = load_demo()
+    _execute(
+        db,
+        False,
+        lambda store, on_start, on_events: run_workflow(
+            workflow, DEMO_INPUT, store=store, on_start=on_start, on_events=on_events
+        ),
+        title=workflow.name,
+        run_id=None,
+    )
+
+
+# ---- helpers shared by the commands ---------------------------------------------------------
+
+
+def _execute(db: str, as_json: bool, start: Starter, *, title: str, run_id: str | None) -> NoReturn:
+    """Start or continue a run, show its progress, print its result and exit with its code.
+
+    The live view is drawn only on a terminal and without --json, so that pipes and scripts
+    get exactly the final answer. The run id goes to stderr at once, so that an interrupted
+    run can be found and resumed.
+    """
+    from podium.cli.render import LiveProgress, describe_db, print_run
+
+    started: list[str] = []
+
+    def on_start(new_id: str) -> None:
+        started.append(new_id)
+        click.echo(f"run {new_id} started (db: {describe_db(db)})", err=True)
+
+    console = _console()
+    live = console.is_terminal and not as_json
+
+    async def go(store: Store) -> RunResult:
+        if not live:
+            return await start(store, on_start, None)
+        known = await _known_events(store, run_id)
+        with LiveProgress(console, title, known) as progress:
+            return await start(store, on_start, progress.on_events)
+
+    try:
+        result = _with_store(db, go)
+    except KeyboardInterrupt:
+        click.echo(_interrupted(started[0] if started else None, db), err=True)
+        raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    if as_json:
+        _print_json(result.as_json())
+    else:
+        print_run(console, result.history, db)
+    raise click.exceptions.Exit(EXIT_CODES.get(result.status, EXIT_ERROR))
+
+
+def _interrupted(run_id: str | None, db: str) -> str:
+    if run_id is None:
+        return "interrupted before the run started"
+    if db == ":memory:":
+        return f"interrupted: run {run_id} was kept in memory only and is gone"
+    db_flag = "" if db == DEFAULT_DB else f" --db {db}"
+    return f"interrupted: continue the run with `podium resume {run_id}{db_flag}`"
+
+
+async def _known_events(store: Store, run_id: str | None) -> list[Event]:
+    """The events a run already has, so the live view of a continued run starts complete."""
+    if run_id is None:
+        return []
+    try:
+        return await store.load(run_id)
+    except RunNotFound:
+        return []  # a new run with a chosen id; `resume` reports the unknown id itself
+
+
+def _with_store(db: str, action: Callable[[Store], Awaitable[T]], *, existing: bool = False) -> T:
+    """Open the store, run `action` on it in a fresh event loop, and always close it.
+
+    With `existing`, a SQLite file that is not there is an error rather than created: a
+    command that only reads runs should not leave an empty database behind a typo.
+    """
+    import asyncio
+
+    from podium.store import open_store
+
+    if existing and "://" not in db and db != ":memory:" and not Path(db).exists():
+        raise InputError(f"no store at {db}: give the --db (or PODIUM_DB) the run was made with")
+
+    async def go() -> T:
+        store = open_store(db)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+def _read_input(text: str | None, path: Path | None) -> Any:
+    """The run input from --input or --input-file; None when neither is given."""
+    if text is not None and path is not None:
+        raise click.UsageError("give --input or --input-file, not both")
+    if path is not None:
+        option = f"--input-file {path}"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"{option}: cannot read it: {error}") from None
+    elif text is not None:
+        option = "--input"
+    else:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"{option} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console()
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,0 +1,228 @@
+"""How a run looks on a terminal: the step table, the live progress view, runs and events.
+
+The live view and the final summary draw the same table from the same `RunHistory`, folded
+from the same events the engine records, so what scrolls by during a run is exactly what
+`podium show` prints afterwards. This module imports rich at the top; the command module
+imports this one only inside the commands that print, which keeps `podium --help` fast.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from podium.model import (
+    Event,
+    RunFinished,
+    RunHistory,
+    RunStarted,
+    StepAttemptFailed,
+    StepExpanded,
+    StepFailed,
+    StepRecord,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+    encode_event,
+)
+from podium.store import RunSummary
+
+STATUS_STYLES = {
+    "pending": "dim",
+    "running": "cyan",
+    "retrying": "yellow",
+    "waiting": "yellow",
+    "succeeded": "green",
+    "failed": "bold red",
+    "skipped": "dim",
+    "cancelled": "magenta",
+}
+
+_StepEvent = StepStarted | StepSucceeded | StepAttemptFailed | StepFailed
+
+
+def describe_db(db: str) -> str:
+    """The store as a user should read it: a path to keep, or a reminder that nothing is kept."""
+    return "in memory, not kept" if db == ":memory:" else db
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def duration(started: float | None, ended: float | None, now: float | None = None) -> str:
+    """`1.23s` between two instants; a running step is measured up to `now`."""
+    end = ended if ended is not None else now
+    if started is None or end is None:
+        return ""
+    seconds = max(0.0, end - started)
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:04.1f}s"
+
+
+def _detail(record: StepRecord) -> str:
+    """Why the step is as it is: its error, or why it was skipped or routed to its agent."""
+    if record.error is not None and record.status in ("failed", "retrying"):
+        return f"{record.error.type}: {record.error.message}"
+    if record.items is not None and record.index is None:
+        return f"{record.items} item{'s' if record.items != 1 else ''}"
+    return record.reason
+
+
+def steps_table(history: RunHistory, *, now: float | None = None) -> Table:
+    """One row per unit of work (`step`, `step[3]`), in the order the run first met them."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("step")
+    table.add_column("status")
+    table.add_column("attempts", justify="right")
+    table.add_column("agent", no_wrap=True)
+    table.add_column("duration", justify="right")
+    table.add_column("reason / error", overflow="fold")
+    for record in history.steps.values():
+        running = record.status in ("running", "retrying")
+        table.add_row(
+            record.key if record.index is None else f"  {record.key}",
+            status_text(record.status),
+            str(record.attempts) if record.attempts else "",
+            record.agent or "",
+            duration(record.started_at, record.ended_at, now if running else None),
+            _detail(record),
+        )
+    return table
+
+
+def print_run(console: Console, history: RunHistory, db: str) -> None:
+    """The summary of a run: a header, the step table, the output or error, and the store."""
+    header = Text.assemble(
+        ("run ", "bold"),
+        (history.run_id, "bold"),
+        f"  workflow {history.workflow}  ",
+        status_text(history.status),
+    )
+    took = duration(history.started_at, history.ended_at)
+    if took:
+        header.append(f"  {took}")
+    console.print(header)
+    if history.steps:
+        console.print(steps_table(history))
+    if history.error is not None:
+        where = f" in step {history.error.step!r}" if history.error.step else ""
+        console.print(
+            Text(f"error{where}: {history.error.type}: {history.error.message}", style="red")
+        )
+    if history.status == "succeeded":
+        console.print(Text("output:", style="bold"))
+        console.print_json(data=history.output, default=str)
+    console.print(f"db: {describe_db(db)}")
+
+
+def print_runs(console: Console, runs: Sequence[RunSummary]) -> None:
+    if not runs:
+        console.print("no runs in this store yet (start one: podium run FILE)")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("run id", "workflow", "status", "created", "updated"):
+        table.add_column(column)
+    for run in runs:
+        table.add_row(
+            run.run_id,
+            run.workflow,
+            status_text(run.status),
+            _clock(run.created_at),
+            _clock(run.updated_at),
+        )
+    console.print(table)
+
+
+def _clock(at: float) -> str:
+    return datetime.fromtimestamp(at).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def event_json(event: Event) -> str:
+    """The event as one line of JSON, with the step key added for events about a unit."""
+    encoded = encode_event(event).decode()
+    if not isinstance(event, _StepEvent):
+        return encoded
+    data: dict[str, Any] = json.loads(encoded)
+    data["key"] = event.key
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def event_line(event: Event) -> str:
+    """The event as a person scans a log: sequence, time, kind, step and what matters."""
+    moment = datetime.fromtimestamp(event.at).strftime("%H:%M:%S.%f")[:-3]
+    kind = str(event.__struct_config__.tag)  # the `type` of the JSON form
+    match event:
+        case RunStarted():
+            what = f"{event.workflow} (run {event.run_id})"
+        case StepStarted():
+            what = f"{event.key} attempt {event.attempt} on {event.agent}"
+            what += f" ({event.reason})" if event.reason else ""
+        case StepSucceeded():
+            what = f"{event.key} attempt {event.attempt}"
+        case StepAttemptFailed() | StepFailed():
+            what = f"{event.key} attempt {event.attempt}: {event.error.type}: {event.error.message}"
+        case StepSkipped():
+            what = f"{event.step}: {event.reason}"
+        case StepExpanded():
+            what = f"{event.step} into {event.count} items"
+        case RunFinished():
+            what = event.status
+            what += f": {event.error.message}" if event.error else ""
+        case _:
+            what = ""
+    return f"{event.seq:>5}  {moment}  {kind:<17} {what}".rstrip()
+
+
+class LiveProgress:
+    """A live table of the run's steps, fed by the engine's `on_events` callback.
+
+    The engine calls `on_events` on the event loop's thread while rich redraws from its own
+    refresh thread, so both take a lock around the history they share. The view is transient:
+    it disappears when the run ends and the summary is printed in its place.
+    """
+
+    def __init__(self, console: Console, title: str, events: Iterable[Event] = ()) -> None:
+        self._title = Text.assemble(("running ", "bold"), title)
+        self._history = RunHistory.fold(events)
+        self._lock = threading.Lock()
+        self._live = Live(
+            console=console,
+            get_renderable=self._render,
+            refresh_per_second=8,
+            transient=True,
+        )
+
+    def on_events(self, events: Sequence[Event]) -> None:
+        with self._lock:
+            for event in events:
+                self._history.apply(event)
+        self._live.refresh()
+
+    def _render(self) -> RenderableType:
+        with self._lock:
+            return Group(self._title, steps_table(self._history, now=time.time()))
+
+    def __enter__(self) -> LiveProgress:
+        self._live.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._live.stop()
