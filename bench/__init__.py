@@ -1,0 +1,1 @@
+"""Benchmarks of podium against the plain-asyncio floor; run with `make bench`."""

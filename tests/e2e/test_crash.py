@@ -1,0 +1,131 @@
+"""Kill `podium run` with SIGKILL at random moments, resume it, and check nothing is lost.
+
+Each step appends its key to a ledger file once its work is done, standing for a side
+effect in the world. After the kills and resumes:
+- the run succeeds with the output of an uncrashed run;
+- a step whose completion was committed before a kill is in the ledger exactly once;
+- any other step is in it at most once per process that ran it, and at least once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from podium.model import StepSucceeded
+from podium.store import open_store
+
+AGENTS = """
+import asyncio, os
+
+async def work(ctx, delay):
+    await asyncio.sleep(delay)
+    with open(os.environ["LEDGER"], "a") as ledger:
+        ledger.write(ctx.key + "\\n")
+    return ctx.key
+
+async def flaky(ctx):
+    if ctx.attempt == 1:
+        raise RuntimeError("first attempt fails")
+    with open(os.environ["LEDGER"], "a") as ledger:
+        ledger.write(ctx.key + "\\n")
+    return "recovered"
+"""
+
+WORKFLOW = """
+name: crash-me
+steps:
+  start:  {uses: "crash_agents:work", with: {delay: 0.1}}
+  fan:
+    needs: [start]
+    for_each: "${{ input.items }}"
+    max_parallel: 3
+    uses: "crash_agents:work"
+    with: {delay: 0.1}
+  flaky:
+    needs: [start]
+    uses: "crash_agents:flaky"
+    retry: {attempts: 2, backoff: 300ms}
+  join: {needs: [fan, flaky], uses: "crash_agents:work", with: {delay: 0.1}}
+  tail1: {needs: [join], uses: "crash_agents:work", with: {delay: 0.1}}
+  tail2: {needs: [tail1], uses: "crash_agents:work", with: {delay: 0.1}}
+output:
+  fan: "${{ steps.fan.output }}"
+  flaky: "${{ steps.flaky.output }}"
+  last: "${{ steps.tail2.output }}"
+"""
+
+ITEMS = list(range(9))
+EXPECTED = {"fan": [f"fan[{i}]" for i in ITEMS], "flaky": "recovered", "last": "tail2"}
+ALL_KEYS = {"start", "flaky", "join", "tail1", "tail2", *EXPECTED["fan"]}
+
+
+def podium(folder: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "LEDGER": str(folder / "ledger"), "PODIUM_DB": str(folder / "p.db")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "podium", *args, "--json"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def committed_successes(db: Path) -> set[str]:
+    async def read() -> set[str]:
+        store = open_store(str(db))
+        try:
+            return {e.key for e in await store.load("r") if isinstance(e, StepSucceeded)}
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(8))
+def test_sigkill_at_random_moments_then_resume(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    (tmp_path / "crash_agents.py").write_text(AGENTS)
+    (tmp_path / "wf.yaml").write_text(WORKFLOW)
+    done_before_a_kill: set[str] = set()
+    kills = 0
+    args = ["run", "wf.yaml", "--run-id", "r", "--input", json.dumps({"items": ITEMS})]
+    for attempt in range(4):
+        process = podium(tmp_path, *args) if attempt == 0 else podium(tmp_path, "resume", "r")
+        # The first process is always killed; later ones half of the time.
+        if attempt == 0 or (attempt < 3 and rng.random() < 0.5):
+            time.sleep(rng.uniform(0.2, 0.9))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                process.communicate()
+                kills += 1
+                if (tmp_path / "p.db").exists():
+                    done_before_a_kill |= committed_successes(tmp_path / "p.db")
+                continue
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 0, stderr
+        assert json.loads(stdout)["output"] == EXPECTED
+        break
+    else:
+        stdout, stderr = podium(tmp_path, "resume", "r").communicate(timeout=60)
+        assert json.loads(stdout)["output"] == EXPECTED, stderr
+    assert kills >= 1, "the run ended before the first kill: make the workflow longer"
+
+    ledger = Counter((tmp_path / "ledger").read_text().split())
+    assert set(ledger) == ALL_KEYS  # every side effect happened
+    for key in done_before_a_kill:
+        assert ledger[key] == 1, f"{key} was committed before a kill but ran {ledger[key]} times"
+    for key, count in ledger.items():
+        assert count <= 1 + kills, f"{key} ran {count} times with {kills} kills"
