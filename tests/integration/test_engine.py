@@ -344,3 +344,34 @@ async def test_a_unit_that_cannot_start_does_not_stall_its_all_done_dependents()
     result = await asyncio.wait_for(run_workflow(wf, {}), 5)
     assert result.status == "failed"
     assert result.history.steps["cleanup"].status == "succeeded"
+
+
+async def test_a_run_resumes_as_it_was_defined_even_if_the_file_changed(tmp_path: Path) -> None:
+    from podium.spec import load_workflow
+
+    module = tmp_path / "defined_agents.py"
+    module.write_text("def hello(name):\n    return 'hello ' + name\n")
+    source = tmp_path / "wf.yaml"
+    source.write_text(
+        "name: greet\n"
+        "steps:\n"
+        "  a: {uses: 'defined_agents:hello', with: {name: first}}\n"
+        "  b: {uses: 'defined_agents:hello', needs: [a], with: {name: second}}\n"
+        "output: ${{ steps.b.output }}\n"
+    )
+    db = str(tmp_path / "p.db")
+    done = await run_workflow(load_workflow(source), store=db, run_id="g")
+    store = open_store(db)
+    events = await store.load("g")
+    await store.close()
+    cut = next(i for i, e in enumerate(events) if isinstance(e, StepSucceeded))
+    crashed = str(tmp_path / "crashed.db")
+    store = open_store(crashed)
+    first = events[0]
+    assert isinstance(first, RunStarted)
+    await store.create_run(first)
+    await store.append("g", events[1 : cut + 1])
+    await store.close()
+    source.write_text(source.read_text().replace("second", "CHANGED"))
+    resumed = await resume_run("g", store=crashed)
+    assert resumed.output == done.output == "hello second"

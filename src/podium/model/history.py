@@ -45,6 +45,7 @@ class StepRecord:
     output: Any = None
     error: ErrorInfo | None = None
     items: int | None = None
+    settled_items: int = 0  # of a for_each step: items that succeeded or failed so far
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,8 @@ class RunHistory:
         match event:
             case StepStarted():
                 record = self._record(event.step, event.index)
+                if event.index is not None and record.status in ("succeeded", "failed"):
+                    self.steps[event.step].settled_items -= 1  # an item goes again (redrive)
                 record.status = "running"
                 record.attempts = event.attempt
                 record.agent = event.agent
@@ -101,6 +104,7 @@ class RunHistory:
                 self._touch_parent(event.step, event.index, event.at)
             case StepSucceeded():
                 record = self._record(event.step, event.index)
+                self._count_item(record)
                 record.status = "succeeded"
                 record.output = event.output
                 record.error = None
@@ -113,6 +117,7 @@ class RunHistory:
                 record.error = event.error
             case StepFailed():
                 record = self._record(event.step, event.index)
+                self._count_item(record)
                 record.status = "failed"
                 record.attempts = max(record.attempts, event.attempt)
                 record.error = event.error
@@ -157,13 +162,17 @@ class RunHistory:
         if parent.started_at is None:
             parent.started_at = at
 
+    def _count_item(self, record: StepRecord) -> None:
+        if record.index is not None and record.status not in ("succeeded", "failed"):
+            self.steps[record.step].settled_items += 1
+
     def _settle_parent(self, step: str, at: float) -> None:
         """Derive a for_each step's status and output from its items once all have ended."""
         parent = self.steps[step]
         count = parent.items or 0
-        items = [self.steps.get(step_key(step, i)) for i in range(count)]
-        if any(item is None or item.status not in ("succeeded", "failed") for item in items):
+        if parent.settled_items < count:
             return
+        items = [self.steps.get(step_key(step, i)) for i in range(count)]
         failed = next((item for item in items if item and item.status == "failed"), None)
         parent.ended_at = at
         if failed is not None:

@@ -6,13 +6,13 @@ plan, and reports all problems together as one `DefinitionError` — before anyt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from podium.agents import Agent, PythonAgent, Registry, import_callable
-from podium.errors import DefinitionError, InputError
+from podium.errors import DefinitionError, InputError, Location
 from podium.model import Step, Workflow
 from podium.model.workflow import CallableRef, callable_name
 from podium.scheduler.plan import Plan
@@ -92,23 +92,26 @@ def prepare(workflow: Workflow) -> Prepared:
                 )
             )
     steps: dict[str, PreparedStep] = {}
+    inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by its steps
     for step in workflow.steps.values():
         agent: Agent | None = None
         if step.agent is not None:
             agent = registry.agents.get(step.agent)
         elif step.uses is not None:
-            fn = resolve(step.uses, "steps", step.id, "uses")
-            if fn is not None:
-                agent = PythonAgent(callable_name(step.uses), fn)
+            name = callable_name(step.uses)
+            agent = inline.get(name)
+            if agent is None:
+                fn = resolve(step.uses, "steps", step.id, "uses")
+                if fn is not None:
+                    agent = inline[name] = PythonAgent(name, fn)
         try:
             steps[step.id] = _compile_step(workflow, step, agent)
         except DefinitionError as exc:
             problems.append(exc)
     if problems:
         raise DefinitionError.collect(problems)
-    for prepared_step in steps.values():  # inline `uses` agents route like declared ones
-        if prepared_step.agent is not None and prepared_step.agent.name not in registry.agents:
-            registry.add(prepared_step.agent)
+    for agent in inline.values():  # inline `uses` agents are tracked like declared ones
+        registry.add(agent)
     return Prepared(
         workflow=workflow,
         plan=Plan.from_workflow(workflow),
@@ -119,16 +122,19 @@ def prepare(workflow: Workflow) -> Prepared:
 
 
 def _compile_step(workflow: Workflow, step: Step, agent: Agent | None) -> PreparedStep:
-    where = workflow.locate
+    def where(key: str) -> Callable[[tuple[str | int, ...]], Location]:
+        # Located only if an expression is wrong: looking up is not free for 10,000 steps.
+        return lambda path: workflow.locate("steps", step.id, key, *path)
+
     return PreparedStep(
         step=step,
         agent=agent,
         capability=step.capability,
-        payload=compile_template(step.with_, where=where("steps", step.id, "with")),
+        payload=compile_template(step.with_, where=where("with")),
         condition=None
         if step.condition is None
-        else compile_condition(step.condition, where=where("steps", step.id, "if")),
+        else compile_condition(step.condition, where=where("if")),
         items=None
         if step.for_each is None
-        else compile_condition(step.for_each, where=where("steps", step.id, "for_each")),
+        else compile_condition(step.for_each, where=where("for_each")),
     )
