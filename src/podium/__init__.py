@@ -24,16 +24,24 @@ from podium.errors import (
     StepTimeout,
     StoreError,
 )
-from podium.model import AgentSpec, RetryPolicy, Step, Workflow
+from podium.model import AgentSpec, Approval, RetryPolicy, Step, Workflow
 from podium.model.workflow import agent
 
 if TYPE_CHECKING:
     from podium.agents import StepContext
-    from podium.runtime import RunResult, cancel_run, read_result, resume_run, run_workflow
+    from podium.runtime import (
+        RunResult,
+        approve,
+        cancel_run,
+        read_result,
+        resume_run,
+        run_workflow,
+    )
 
 __all__ = [
     "AgentError",
     "AgentSpec",
+    "Approval",
     "CycleError",
     "DefinitionError",
     "ExpressionError",
@@ -51,6 +59,7 @@ __all__ = [
     "StoreError",
     "Workflow",
     "agent",
+    "approve",
     "cancel_run",
     "read_result",
     "resume_run",
@@ -59,6 +68,7 @@ __all__ = [
 
 _LAZY = {
     "RunResult": "podium.runtime",
+    "approve": "podium.runtime",
     "cancel_run": "podium.runtime",
     "read_result": "podium.runtime",
     "resume_run": "podium.runtime",

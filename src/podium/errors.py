@@ -10,7 +10,10 @@
     │   ├── RunNotFound           no run with that id in the store
     │   └── RunBusy               another process is executing that run right now
     ├── AgentError                an agent call went wrong; `.retryable`
-    │   └── StepTimeout           an attempt ran past its `timeout`
+    │   ├── StepTimeout           an attempt ran past its `timeout`
+    │   ├── DeadlineExceeded      a step's `deadline` passed (not retried)
+    │   ├── OutputTooLarge        a result over `max_output_bytes` (not retried)
+    │   └── CircuitOpen           the agent's circuit breaker is open
     └── StoreError                the store could not read or write; backend errors are
                                   translated into this at the backend's boundary
 
@@ -24,11 +27,14 @@ from dataclasses import dataclass
 
 __all__ = [
     "AgentError",
+    "CircuitOpen",
     "CycleError",
+    "DeadlineExceeded",
     "DefinitionError",
     "ExpressionError",
     "InputError",
     "Location",
+    "OutputTooLarge",
     "PodiumError",
     "RunBusy",
     "RunError",
@@ -130,6 +136,22 @@ class AgentError(PodiumError):
 
 class StepTimeout(AgentError):
     """An attempt ran past the step's `timeout` and was cancelled."""
+
+
+class DeadlineExceeded(AgentError):
+    """The step's `deadline` (all attempts together) has passed."""
+
+    retryable = False
+
+
+class OutputTooLarge(AgentError):
+    """An agent returned more than the workflow's `max_output_bytes`."""
+
+    retryable = False
+
+
+class CircuitOpen(AgentError):
+    """The agent's circuit breaker is open: it failed too often and is cooling down."""
 
 
 class StoreError(PodiumError):

@@ -10,6 +10,7 @@ import podium
 PUBLIC = [
     "AgentError",
     "AgentSpec",
+    "Approval",
     "CycleError",
     "DefinitionError",
     "ExpressionError",
@@ -27,6 +28,7 @@ PUBLIC = [
     "StoreError",
     "Workflow",
     "agent",
+    "approve",
     "cancel_run",
     "read_result",
     "resume_run",

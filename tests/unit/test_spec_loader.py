@@ -342,8 +342,8 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
             "declares (did you mean 'stock'?)"
         ),
         (
-            "wf.yaml:12:3: step 'c' must name exactly one of agent, capability or "
-            "uses (it names agent and uses)"
+            "wf.yaml:12:3: step 'c' must name exactly one of agent, capability, uses, "
+            "sleep, wait_until or approval (it names agent and uses)"
         ),
         (
             "wf.yaml:16:5: step 'c' reads item or index in a step without "
@@ -354,7 +354,10 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
             "'input'?); an expression can read input, steps, item and index, and "
             "call the documented functions"
         ),
-        "wf.yaml:18:3: step 'd' must name exactly one of agent, capability or uses",
+        (
+            "wf.yaml:18:3: step 'd' must name exactly one of agent, capability, uses, "
+            "sleep, wait_until or approval"
+        ),
         (
             "wf.yaml:20:20: step 'e' reads item or index in its for_each; they "
             "exist only in the `with` of a for_each step"
@@ -461,7 +464,7 @@ def test_document_problems_without_locations_name_the_source() -> None:
     with pytest.raises(DefinitionError) as caught:
         workflow_from_document({"name": "x", "steps": {"a": {}}}, source="run r1", base_dir="/")
     assert caught.value.problems == (
-        "run r1: step 'a' must name exactly one of agent, capability or uses",
+        "run r1: step 'a' must name exactly one of agent, capability, uses, sleep, wait_until or approval",
     )
     with pytest.raises(DefinitionError, match=r"^run r1: a workflow must be a mapping"):
         workflow_from_document(None, source="run r1", base_dir="/")

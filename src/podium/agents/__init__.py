@@ -3,6 +3,14 @@
 from podium.agents.context import StepContext
 from podium.agents.protocol import Agent
 from podium.agents.python import PythonAgent, import_callable
-from podium.agents.registry import AgentStats, Registry
+from podium.agents.registry import AgentStats, CircuitChange, Registry
 
-__all__ = ["Agent", "AgentStats", "PythonAgent", "Registry", "StepContext", "import_callable"]
+__all__ = [
+    "Agent",
+    "AgentStats",
+    "CircuitChange",
+    "PythonAgent",
+    "Registry",
+    "StepContext",
+    "import_callable",
+]

@@ -192,6 +192,46 @@ def cancel(run_id: str, db: str) -> None:
 
 
 @main.command()
+@click.argument("run_id")
+@click.argument("step")
+@db_option
+@click.option(
+    "--data", "data_text", metavar="JSON", help="The answer's data, checked against its schema."
+)
+@click.option("--reject", is_flag=True, help="Reject instead of approve: the step fails.")
+@click.option("--reason", default="", help="Why; recorded with the decision.")
+@click.option("--by", default=None, help="Who decides (default: the current user).")
+def approve(
+    run_id: str,
+    step: str,
+    db: str,
+    data_text: str | None,
+    reject: bool,
+    reason: str,
+    by: str | None,
+) -> None:
+    """Decide approval step STEP of run RUN_ID (approve, or --reject).
+
+    A run that waits (exit code 3) continues with `podium resume RUN_ID`; a run still
+    executing in another process picks the decision up within a second.
+    """
+    from podium.runtime import approve as decide
+
+    data = _parse_json(data_text, "--data") if data_text is not None else None
+
+    async def go(store: Store) -> str:
+        await decide(
+            run_id, step, store=store, approved=not reject, data=data, reason=reason, by=by
+        )
+        verdict = "rejected" if reject else "approved"
+        if (await store.get_run(run_id)).status == "waiting":
+            return f"{verdict} {step}; continue the run with: podium resume {run_id}"
+        return f"{verdict} {step}; the process executing run {run_id} will continue it"
+
+    click.echo(_with_store(db, go, existing=True))
+
+
+@main.command()
 @db_option
 @click.option(
     "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Show N runs."
@@ -342,6 +382,13 @@ def _execute(db: str, as_json: bool, start: Starter, *, title: str, run_id: str 
         _print_json(result.as_json())
     else:
         print_run(console, result.history, db)
+    if result.status == "waiting":
+        asking = [r.key for r in result.history.steps.values() if r.status == "waiting"]
+        click.echo(
+            f"waiting for a decision on {', '.join(asking)}: "
+            f"podium approve {result.run_id} {asking[0] if asking else 'STEP'} [--reject]",
+            err=True,
+        )
     raise click.exceptions.Exit(EXIT_CODES.get(result.status, EXIT_ERROR))
 
 
@@ -401,6 +448,11 @@ def _read_input(text: str | None, path: Path | None) -> Any:
         option = "--input"
     else:
         return None
+    return _parse_json(text, option)
+
+
+def _parse_json(text: str, option: str) -> Any:
+    """`text` as JSON, or an `InputError` naming the option and where the JSON breaks."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:

@@ -121,6 +121,102 @@ class StepExpanded(Event, tag="step_expanded", frozen=True, kw_only=True, omit_d
     count: int
 
 
+class TimerStarted(Event, tag="timer_started", frozen=True, kw_only=True, omit_defaults=True):
+    """A `sleep` or `wait_until` step began waiting; it ends at `wake_at` (epoch seconds).
+
+    Recorded once: a run resumed after `wake_at` does not sleep again, and one resumed
+    before it sleeps only what is left.
+    """
+
+    step: str
+    index: int | None = None
+    wake_at: float
+
+    @property
+    def key(self) -> str:
+        return step_key(self.step, self.index)
+
+
+class ApprovalRequested(
+    Event, tag="approval_requested", frozen=True, kw_only=True, omit_defaults=True
+):
+    """An `approval` step asks a person for a decision (`podium approve RUN STEP`)."""
+
+    step: str
+    index: int | None = None
+    prompt: str
+    schema: dict[str, Any] | None = None
+    timeout_at: float | None = None
+    default: Literal["approve", "reject"] | None = None
+
+    @property
+    def key(self) -> str:
+        return step_key(self.step, self.index)
+
+
+class ApprovalDecided(Event, tag="approval_decided", frozen=True, kw_only=True, omit_defaults=True):
+    """The decision on an approval: who made it, when (`decided_at`), with what data."""
+
+    step: str
+    index: int | None = None
+    approved: bool
+    by: str
+    decided_at: float
+    data: Any = None
+    reason: str = ""
+
+    @property
+    def key(self) -> str:
+        return step_key(self.step, self.index)
+
+
+class StepFellBack(Event, tag="step_fell_back", frozen=True, kw_only=True, omit_defaults=True):
+    """The step's own target failed for good; the unit goes on with its `fallback` (`to`)."""
+
+    step: str
+    index: int | None = None
+    attempt: int
+    error: ErrorInfo
+    to: str
+
+    @property
+    def key(self) -> str:
+        return step_key(self.step, self.index)
+
+
+class CircuitChanged(Event, tag="circuit_changed", frozen=True, kw_only=True, omit_defaults=True):
+    """An agent's circuit breaker opened (out of routing), half-opened (probe) or closed."""
+
+    agent: str
+    state: Literal["open", "half_open", "closed"]
+    reason: str
+
+
+class CompensationStarted(
+    Event, tag="compensation_started", frozen=True, kw_only=True, omit_defaults=True
+):
+    """The run failed: the `compensate` call of a succeeded step begins undoing it."""
+
+    step: str
+    agent: str
+
+
+class CompensationEnded(
+    Event, tag="compensation_ended", frozen=True, kw_only=True, omit_defaults=True
+):
+    """A compensation returned (`output`) or failed (`error`)."""
+
+    step: str
+    output: Any = None
+    error: ErrorInfo | None = None
+
+
+class RunWaiting(Event, tag="run_waiting", frozen=True, kw_only=True, omit_defaults=True):
+    """Nothing can go on until a person decides: the run holds no process while it waits."""
+
+    waiting_for: list[str]
+
+
 class RunFinished(Event, tag="run_finished", frozen=True, kw_only=True, omit_defaults=True):
     """The run reached a final status."""
 
@@ -138,6 +234,14 @@ AnyEvent = (
     | StepFailed
     | StepSkipped
     | StepExpanded
+    | TimerStarted
+    | ApprovalRequested
+    | ApprovalDecided
+    | RunWaiting
+    | StepFellBack
+    | CircuitChanged
+    | CompensationStarted
+    | CompensationEnded
     | RunFinished
 )
 

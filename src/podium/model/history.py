@@ -17,6 +17,7 @@ from podium.model.events import (
     RunResumed,
     RunStarted,
     RunStatus,
+    RunWaiting,
     StepAttemptFailed,
     StepExpanded,
     StepFailed,
@@ -26,7 +27,7 @@ from podium.model.events import (
     step_key,
 )
 
-StepStatus = Literal["pending", "running", "retrying", "succeeded", "failed", "skipped"]
+StepStatus = Literal["pending", "running", "retrying", "waiting", "succeeded", "failed", "skipped"]
 
 
 @dataclass(slots=True, kw_only=True)
@@ -146,6 +147,10 @@ class RunHistory:
                 self.resumes += 1
                 self.status = "running"
                 self.ended_at = None
+            case RunWaiting():
+                self.status = "waiting"
+                for key in event.waiting_for:
+                    self.steps[key].status = "waiting"
             case RunFinished():
                 self.status = event.status
                 self.output = event.output

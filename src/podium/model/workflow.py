@@ -36,10 +36,54 @@ class RetryPolicy:
     backoff: float = 0.0
     factor: float = 2.0
     max_backoff: float = 300.0
+    jitter: float = 0.0
+    on: tuple[str, ...] = ()
+    not_on: tuple[str, ...] = ()
 
-    def delay_after(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt `attempt` (1-based) before the next."""
-        return min(self.backoff * self.factor ** (attempt - 1), self.max_backoff)
+    def delay_after(self, attempt: int, *, spread: float = 0.5) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based) before the next.
+
+        With `jitter` j, the wait is scaled by a factor in [1 - j, 1 + j], picked by
+        `spread` in [0, 1] (the caller draws it, so that the choice can be recorded).
+        """
+        delay = min(self.backoff * self.factor ** (attempt - 1), self.max_backoff)
+        return delay * (1.0 + self.jitter * (2.0 * spread - 1.0))
+
+    def retries(self, error_types: tuple[str, ...]) -> bool:
+        """Whether an error whose type (or a base type) is in `error_types` may be retried.
+
+        `not_on` wins over `on`; an empty `on` means every error type.
+        """
+        if any(name in self.not_on for name in error_types):
+            return False
+        return not self.on or any(name in self.on for name in error_types)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Call:
+    """An agent call declared inside a step: a `fallback` or a `compensate`.
+
+    Exactly one of `agent`, `capability` or `uses`; `with_` may read the step's scope
+    (for `compensate`, `steps.<this step>.output` holds what is to be undone).
+    """
+
+    agent: str | None = None
+    capability: str | None = None
+    uses: CallableRef | None = None
+    with_: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitPolicy:
+    """Take an agent out of routing after `failures` failed calls within `window` seconds.
+
+    After `cooldown` seconds one call probes it: success closes the circuit, failure opens
+    it for another cooldown.
+    """
+
+    failures: int = 5
+    window: float = 60.0
+    cooldown: float = 30.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,11 +95,29 @@ class AgentSpec:
     capabilities: frozenset[str] = frozenset()
     concurrency: int | None = None
     description: str = ""
+    circuit: CircuitPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Approval:
+    """A step that waits for a person: `podium approve RUN STEP [--data JSON] [--reject]`.
+
+    `prompt` may hold expressions. `schema` (JSON Schema) checks the data given with the
+    decision. After `timeout` seconds without a decision, `default` is applied if set;
+    otherwise the run keeps waiting.
+    """
+
+    prompt: str
+    schema: Mapping[str, Any] | None = None
+    timeout: float | None = None
+    default: Literal["approve", "reject"] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
-    """One step of a workflow. Exactly one of `agent`, `capability` or `uses` names who runs it.
+    """One step of a workflow. Exactly one of `agent`, `capability` or `uses` names who runs
+    it — or the step is built in: `sleep` (seconds), `wait_until` (an expression giving an
+    ISO 8601 time or epoch seconds) or `approval` (a person decides).
 
     `with_` is the step's input: any JSON-like value in which strings may hold `${{ }}`
     expressions. `condition` is the YAML `if`.
@@ -75,10 +137,29 @@ class Step:
     timeout: float | None = None
     continue_on_error: bool = False
     description: str = ""
+    sleep: float | None = None
+    wait_until: str | None = None
+    approval: Approval | None = None
+    deadline: float | None = None  # seconds for all attempts together, from the first start
+    fallback: Call | None = None
+    compensate: Call | None = None
+
+    @property
+    def builtin(self) -> str | None:
+        """`sleep`, `wait_until` or `approval` for a built-in step; None for an agent call."""
+        if self.sleep is not None:
+            return "sleep"
+        if self.wait_until is not None:
+            return "wait_until"
+        if self.approval is not None:
+            return "approval"
+        return None
 
     @property
     def target(self) -> str:
         """Who runs the step, as a user would write it."""
+        if self.builtin is not None:
+            return self.builtin
         if self.agent is not None:
             return f"agent {self.agent!r}"
         if self.capability is not None:
@@ -93,6 +174,19 @@ def callable_name(ref: CallableRef | None) -> str:
     module = getattr(ref, "__module__", "?")
     qualname = getattr(ref, "__qualname__", getattr(ref, "__name__", repr(ref)))
     return f"{module}:{qualname}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guards:
+    """Run-level fail-safes: exceeding one stops the run cleanly, with the reason.
+
+    `max_steps` counts units started (retries included); `deadline` is seconds from the
+    run's start; `max_output_bytes` bounds one unit's JSON output.
+    """
+
+    max_steps: int | None = None
+    deadline: float | None = None
+    max_output_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -113,6 +207,7 @@ class Workflow:
     input_schema: Mapping[str, Any] | None
     output: Any
     max_parallel: int | None
+    guards: Guards
     source: str
     base_dir: str
     locations: Mapping[tuple[str | int, ...], Location]
@@ -127,6 +222,7 @@ class Workflow:
         input_schema: Mapping[str, Any] | None = None,
         output: Any = None,
         max_parallel: int | None = None,
+        guards: Guards | None = None,
         source: str = "<python>",
         base_dir: str = "",
         locations: Mapping[tuple[str | int, ...], Location] | None = None,
@@ -143,6 +239,7 @@ class Workflow:
             "input_schema": input_schema,
             "output": output,
             "max_parallel": max_parallel,
+            "guards": guards or Guards(),
             "source": source,
             "base_dir": base_dir or str(Path.cwd()),
             "locations": locations or {},

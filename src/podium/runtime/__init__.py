@@ -1,6 +1,6 @@
 """The async driver: binds a workflow, executes runs under a lease, resumes them from the log."""
 
-from podium.runtime.api import cancel_run, read_result, resume_run, run_workflow
+from podium.runtime.api import approve, cancel_run, read_result, resume_run, run_workflow
 from podium.runtime.clock import Clock, SystemClock
 from podium.runtime.prepare import Prepared, prepare
 from podium.runtime.result import RunResult
@@ -10,6 +10,7 @@ __all__ = [
     "Prepared",
     "RunResult",
     "SystemClock",
+    "approve",
     "cancel_run",
     "prepare",
     "read_result",

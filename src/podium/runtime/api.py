@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from podium.errors import InputError, RunBusy, RunError
 from podium.model import Event, RunFinished, RunResumed, RunStarted, Workflow
+from podium.runtime.approvals import Decision, check_decision
 from podium.runtime.clock import Clock, SystemClock
 from podium.runtime.execution import EventSink, Execution
 from podium.runtime.prepare import Prepared, prepare
@@ -122,6 +125,41 @@ async def cancel_run(run_id: str, *, store: str | Store) -> None:
                 await opened.append(run_id, [finished])
         finally:
             await opened.release(run_id, owner)
+
+
+async def approve(
+    run_id: str,
+    step: str,
+    *,
+    store: str | Store,
+    approved: bool = True,
+    data: Any = None,
+    reason: str = "",
+    by: str | None = None,
+) -> None:
+    """Record a person's decision on approval step `step` (a unit key) of run `run_id`.
+
+    The decision is checked (the step must be asking; `data` must fit its schema) and left
+    for the process executing the run, or for the next `resume_run` of a waiting run.
+    """
+    async with _opened(store) as opened:
+        check_decision(await opened.load(run_id), step, data)
+        decision = Decision(
+            key=step,
+            approved=approved,
+            by=by or _person(),
+            decided_at=time.time(),
+            data=data,
+            reason=reason,
+        )
+        await opened.send_signal(run_id, decision.as_signal())
+
+
+def _person() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (containers)
+        return f"uid {os.getuid()}"
 
 
 async def read_result(run_id: str, *, store: str | Store) -> RunResult:

@@ -21,6 +21,10 @@ class Clock(Protocol):
         """Run `callback` on the event loop once `now() >= when`."""
         ...
 
+    async def sleep_until(self, when: float) -> None:
+        """Return once `now() >= when`."""
+        ...
+
 
 class SystemClock:
     """The real clock: `time.time()` and the running loop's timers."""
@@ -30,3 +34,8 @@ class SystemClock:
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Cancellable:
         return asyncio.get_running_loop().call_later(max(0.0, when - time.time()), callback)
+
+    async def sleep_until(self, when: float) -> None:
+        # Sleep in slices: a wall clock that jumps (suspend, NTP) must not oversleep by hours.
+        while (left := when - time.time()) > 0:  # noqa: ASYNC110 - waiting for time, not a flag
+            await asyncio.sleep(min(left, 60.0))

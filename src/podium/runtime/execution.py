@@ -10,34 +10,51 @@ ever starts before the result it depends on is durable. Events recorded between 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import msgspec
 
-from podium.agents import Agent, StepContext
-from podium.errors import AgentError, ExpressionError, PodiumError, StepTimeout
+from podium.agents import Agent, CircuitChange, StepContext
+from podium.errors import (
+    AgentError,
+    CircuitOpen,
+    DeadlineExceeded,
+    ExpressionError,
+    OutputTooLarge,
+    PodiumError,
+    StepTimeout,
+)
 from podium.model import (
+    ApprovalDecided,
+    ApprovalRequested,
+    CircuitChanged,
     ErrorInfo,
     Event,
     RunFinished,
-    StepAttemptFailed,
+    RunWaiting,
     StepExpanded,
     StepFailed,
     StepSkipped,
     StepStarted,
     StepSucceeded,
+    TimerStarted,
 )
+from podium.runtime.approvals import Approvals, Decision
 from podium.runtime.clock import Cancellable, Clock
-from podium.runtime.prepare import Prepared, PreparedStep
+from podium.runtime.compensation import Compensation
+from podium.runtime.policies import Policies
+from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
 from podium.scheduler import ActiveRun, Unit
 from podium.spec import truthy
 from podium.store import Store
 
 EventSink = Callable[[Sequence[Event]], None]
-CANCEL_POLL_SECONDS = 0.5
+POLL_SECONDS = 0.5  # how often the store is asked for a cancel request or a decision
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
@@ -48,7 +65,7 @@ class _Ended:
     """A call that returned or raised, waiting to be committed."""
 
     unit: Unit
-    agent: Agent
+    agent: Agent | None  # None for a built-in step (a timer)
     seconds: float
     output: Any = None
     error: BaseException | None = None
@@ -77,6 +94,9 @@ class Execution:
         self.active = ActiveRun(prepared.plan)
         for event in history:
             self.active.apply(event)
+        self._history = list(history)
+        self._approvals = Approvals(history)
+        self._wake_at = {e.key: e.wake_at for e in history if isinstance(e, TimerStarted)}
         self._seq = history[-1].seq + 1 if history else 0
         self._scope: dict[str, Any] = {"input": run_input, "steps": self.active.scope}
         self._items: dict[str, list[Any]] = {}
@@ -87,24 +107,35 @@ class Execution:
         self._timer: Cancellable | None = None
         self._on_events = on_events
         self._cancelled = False
-        self._settled_since_commit = False
+        self._stopped: ErrorInfo | None = None
+        self._commit_soon = False
+        self._policy = Policies(prepared, run_id=run_id, history=history)
         self.recorded: list[Event] = []
 
     # ---- the loop ----------------------------------------------------------------------
 
-    async def run(self) -> RunFinished:
-        """Drive the run to a final event, committed; returns that event."""
-        poller = asyncio.create_task(self._watch_for_cancel())
+    async def run(self) -> RunFinished | RunWaiting:
+        """Drive the run to a final event (or to waiting for people), committed; return it."""
+        self._approvals.take_signals(await self.store.read_signals(self.run_id))
+        poller = asyncio.create_task(self._watch_the_store())
         try:
             while True:
                 self._judge_ready_steps()
-                if self._settled_since_commit:  # dependents may start only once it is durable
+                if self._commit_soon:  # dependents may start only once it is durable
                     await self._commit([])
                 self._start_units()
+                if self._commit_soon:  # a request for approval must be visible to people
+                    await self._commit([])
                 if self.active.decisions():  # a unit failed before starting: judge again
                     continue
-                if self._cancelled or (self.active.is_complete and not self._tasks):
+                if (
+                    self._cancelled
+                    or self._stopped
+                    or (self.active.is_complete and not self._tasks)
+                ):
                     break
+                if self._only_people_can_go_on():
+                    return await self._finish(waiting=True)
                 await self._wait()
                 await self._commit_ended()
             return await self._finish()
@@ -120,23 +151,41 @@ class Execution:
         self._cancelled = True
         self._poke()
 
-    async def _watch_for_cancel(self) -> None:
+    async def _watch_the_store(self) -> None:
+        """Notice, within a poll, a cancel request or a decision sent by another process."""
         while not self._cancelled:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            await asyncio.sleep(POLL_SECONDS)
             if await self.store.cancel_requested(self.run_id):
                 self.request_cancel()
+            if self._approvals.awaiting:
+                self._approvals.take_signals(await self.store.read_signals(self.run_id))
+                self._poke()
+
+    def _only_people_can_go_on(self) -> bool:
+        """Every unit in flight awaits a decision, and nothing else is due: stop and wait."""
+        awaiting = self._approvals.awaiting
+        return (
+            bool(awaiting)
+            and not self._tasks
+            and not self._ended
+            and self.active.in_flight == len(awaiting)
+            and self.active.next_wake() is None
+            and not self._approvals.decisions_pending(self.clock.now())
+        )
 
     def _poke(self) -> None:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
     async def _wait(self) -> None:
-        """Until a call ends, a retry is due, or the run is cancelled."""
-        if self._ended or self._cancelled:
+        """Until a call ends, a retry or a timeout is due, a decision comes, or a cancel."""
+        if self._ended or self._cancelled or self._approvals.decisions_pending(self.clock.now()):
             return
-        due = self.active.next_wake()
+        due = _earliest(
+            self.active.next_wake(), self._approvals.next_deadline(), self._policy.run_deadline
+        )
         if due is not None and due <= self.clock.now():
-            self.active.wake(self.clock.now())
+            self._timers_due()
             return
         self._wake = asyncio.get_running_loop().create_future()
         if due is not None:
@@ -147,7 +196,33 @@ class Execution:
             self._timer.cancel()
             self._timer = None
         if due is not None:
-            self.active.wake(self.clock.now())
+            self._timers_due()
+
+    def _timers_due(self) -> None:
+        now = self.clock.now()
+        self.active.wake(now)
+        reason = self._policy.guard_breached(now)
+        if reason is not None:
+            self._stop(reason)
+
+    # ---- what the compensation of a failed run uses ---------------------------------
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        return self._scope
+
+    def log(self) -> list[Event]:
+        """Every event of the run so far: replayed, committed here, and pending."""
+        return [*self._history, *self.recorded, *self._pending]
+
+    def record(self, event: Event) -> None:
+        self._record(event)
+
+    def next_seq(self) -> int:
+        return self._next_seq()
+
+    async def commit(self) -> None:
+        await self._commit([])
 
     def _record(self, event: Event) -> None:
         """Add an event to the log-to-be and fold it in; the next commit makes it durable."""
@@ -206,7 +281,7 @@ class Execution:
         return items
 
     def _skip(self, step_id: str, cause: Any, reason: str) -> None:
-        self._settled_since_commit = True
+        self._commit_soon = True
         self._record(
             StepSkipped(
                 seq=self._next_seq(), at=self.clock.now(), step=step_id, cause=cause, reason=reason
@@ -223,48 +298,166 @@ class Execution:
         registry = self.prepared.registry
         for unit in active.ready(free):
             prepared = self.prepared.steps[unit.step]
-            agent = prepared.agent
-            if agent is not None:
-                reason = "named by the step"
+            if self._guard_stops_before(unit):
+                return
+            if prepared.call is None:
+                self._start_builtin(prepared, unit)
+                continue
+            call = self._policy.current_call(prepared, unit.key)
+            now = self.clock.now()
+            if call.agent is not None:
+                agent, reason = call.agent, "named by the step"
                 if not registry.has_room(agent):
                     active.defer(unit, agent.name)
                     continue
+                if not registry.closed(agent, now):
+                    self._refuse(unit, agent, CircuitOpen(f"agent {agent.name}'s circuit is open"))
+                    continue
             else:
-                assert prepared.capability is not None
-                picked = registry.pick(prepared.capability)
+                assert call.capability is not None
+                picked = registry.pick(call.capability, now)
                 if picked is None:
-                    active.defer(unit, f"capability:{prepared.capability}")
+                    if any(registry.has_room(a) for a in registry.capable(call.capability)):
+                        error = CircuitOpen(f"every agent with {call.capability} is out of routing")
+                        self._refuse(unit, None, error)
+                    else:
+                        active.defer(unit, f"capability:{call.capability}")
                     continue
                 agent, reason = picked
             try:
-                payload = self._payload(prepared, unit)
-            except ExpressionError as exc:
+                seconds = self._policy.time_left(prepared.step, unit.key, now)
+                payload = self._payload(prepared, call, unit)
+            except (ExpressionError, DeadlineExceeded) as exc:
                 self._fail_unit(unit, exc)
                 continue
-            self._record(
-                StepStarted(
-                    seq=self._next_seq(),
-                    at=self.clock.now(),
-                    step=unit.step,
-                    index=unit.index,
-                    attempt=unit.attempt,
-                    agent=agent.name,
-                    reason=reason,
-                )
-            )
-            registry.started(agent)
-            task = asyncio.create_task(self._call(unit, agent, payload, prepared.step.timeout))
+            self._started(unit, agent.name, reason)
+            self._note_circuit(registry.started(agent))
+            task = asyncio.create_task(self._call(unit, agent, payload, seconds))
             self._tasks.add(task)
 
-    def _payload(self, prepared: PreparedStep, unit: Unit) -> Any:
-        template = prepared.payload
-        if template.is_constant:
-            return template.render(self._scope)
+    def _refuse(self, unit: Unit, agent: Agent | None, error: AgentError) -> None:
+        """A unit that no agent may take now: an attempt that failed without a call."""
+        self._started(unit, agent.name if agent else "-", "refused: circuit open")
+        self._ended.append(_Ended(unit, None, 0.0, error=error))
+
+    def _note_circuit(self, change: CircuitChange | None) -> None:
+        if change is not None:
+            self._record(
+                CircuitChanged(
+                    seq=self._next_seq(),
+                    at=self.clock.now(),
+                    agent=change.agent,
+                    state=change.state,
+                    reason=change.reason,
+                )
+            )
+
+    def _guard_stops_before(self, unit: Unit) -> bool:
+        """Whether starting `unit` would break a run guard; if so, stop the run."""
+        reason = self._policy.guard_breached(self.clock.now())
+        if reason is not None:
+            self.active.defer(unit, "stopped")
+            self._stop(reason)
+            return True
+        return False
+
+    def _stop(self, reason: ErrorInfo) -> None:
+        """End the run cleanly for `reason`: nothing new starts, calls in flight are cancelled."""
+        if self._stopped is None:
+            self._stopped = reason
+        self._poke()
+
+    def _start_builtin(self, prepared: PreparedStep, unit: Unit) -> None:
+        """Start a `sleep`, `wait_until` or `approval` unit: no agent, a durable wait."""
+        step = prepared.step
+        now = self.clock.now()
+        try:
+            if step.approval is not None:
+                request = self._approvals.requested.get(unit.key)
+                prompt = request.prompt if request else self._approval_prompt(prepared, unit)
+                self._started(unit, "person", f"approval: {prompt}")
+                if request is None:
+                    request = self._approval_request(prepared, unit, prompt, now)
+                    self._approvals.requested[unit.key] = request
+                    self._record(request)
+                    self._commit_soon = True
+                self._approvals.await_decision(unit)
+                return
+            wake_at = self._wake_at.get(unit.key)
+            if wake_at is None:
+                wake_at = self._wake_time(prepared, unit, now)
+        except ExpressionError as exc:
+            self._fail_unit(unit, exc)
+            return
+        self._started(unit, "timer", f"{step.builtin} until {_iso(wake_at)}")
+        if unit.key not in self._wake_at:
+            self._wake_at[unit.key] = wake_at
+            self._record(
+                TimerStarted(
+                    seq=self._next_seq(), at=now, step=unit.step, index=unit.index, wake_at=wake_at
+                )
+            )
+        self._tasks.add(asyncio.create_task(self._sleep(unit, wake_at)))
+
+    def _approval_prompt(self, prepared: PreparedStep, unit: Unit) -> str:
+        assert prepared.prompt is not None
+        prompt = prepared.prompt.render(self._unit_scope(prepared, unit))
+        return prompt if isinstance(prompt, str) else json.dumps(prompt)
+
+    def _approval_request(
+        self, prepared: PreparedStep, unit: Unit, prompt: str, now: float
+    ) -> ApprovalRequested:
+        approval = prepared.step.approval
+        assert approval is not None
+        return ApprovalRequested(
+            seq=self._next_seq(),
+            at=now,
+            step=unit.step,
+            index=unit.index,
+            prompt=prompt,
+            schema=None if approval.schema is None else dict(approval.schema),
+            timeout_at=None if approval.timeout is None else now + approval.timeout,
+            default=approval.default,
+        )
+
+    def _wake_time(self, prepared: PreparedStep, unit: Unit, now: float) -> float:
+        step = prepared.step
+        if step.sleep is not None:
+            return now + step.sleep
+        assert prepared.wake_at is not None
+        return _epoch(prepared.wake_at.render(self._unit_scope(prepared, unit)), step.wait_until)
+
+    def _started(self, unit: Unit, agent: str, reason: str) -> None:
+        self._policy.count_start(unit.key, self.clock.now())
+        self._record(
+            StepStarted(
+                seq=self._next_seq(),
+                at=self.clock.now(),
+                step=unit.step,
+                index=unit.index,
+                attempt=unit.attempt,
+                agent=agent,
+                reason=reason,
+            )
+        )
+
+    async def _sleep(self, unit: Unit, wake_at: float) -> None:
+        await self.clock.sleep_until(wake_at)
+        self._ended.append(_Ended(unit, None, 0.0, output={"woke_at": _iso(wake_at)}))
+        self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        self._poke()
+
+    def _unit_scope(self, prepared: PreparedStep, unit: Unit) -> dict[str, Any]:
         if unit.index is None:
-            return template.render(self._scope)
+            return self._scope
         items = self._evaluate_items(prepared)
-        scope = {**self._scope, "item": items[unit.index], "index": unit.index}
-        return template.render(scope)
+        return {**self._scope, "item": items[unit.index], "index": unit.index}
+
+    def _payload(self, prepared: PreparedStep, call: PreparedCall, unit: Unit) -> Any:
+        template = call.payload
+        if template.is_constant or unit.index is None:
+            return template.render(self._scope)
+        return template.render(self._unit_scope(prepared, unit))
 
     async def _call(self, unit: Unit, agent: Agent, payload: Any, seconds: float | None) -> None:
         ctx = StepContext(
@@ -300,10 +493,54 @@ class Execution:
         completions: list[Event] = []
         while self._ended:
             ended = self._ended.popleft()
-            registry.finished(ended.agent, ok=ended.error is None, seconds=ended.seconds)
+            if ended.agent is not None:
+                ok = ended.error is None
+                now = self.clock.now()
+                change = registry.finished(ended.agent, ok=ok, seconds=ended.seconds, now=now)
+                self._note_circuit(change)
+                self._unblock(ended.agent)
             completions.append(self._completion(ended))
-            self._unblock(ended.agent)
+        for unit, decision in self._approvals.decisions(self.clock.now()):
+            completions.extend(self._decided(unit, decision))
         await self._commit(completions)
+
+    def _decided(self, unit: Unit, decision: Decision) -> list[Event]:
+        """The decision, then the step's outcome: success with the data, or failure."""
+        now = self.clock.now()
+        decided = ApprovalDecided(
+            seq=self._next_seq(),
+            at=now,
+            step=unit.step,
+            index=unit.index,
+            approved=decision.approved,
+            by=decision.by,
+            decided_at=decision.decided_at,
+            data=decision.data,
+            reason=decision.reason,
+        )
+        if decision.approved:
+            output = {"approved": True, "by": decision.by, "data": decision.data}
+            outcome: Event = StepSucceeded(
+                seq=self._next_seq(),
+                at=now,
+                step=unit.step,
+                index=unit.index,
+                attempt=unit.attempt,
+                output=output,
+            )
+        else:
+            why = f": {decision.reason}" if decision.reason else ""
+            outcome = StepFailed(
+                seq=self._next_seq(),
+                at=now,
+                step=unit.step,
+                index=unit.index,
+                attempt=unit.attempt,
+                error=ErrorInfo(
+                    type="Rejected", message=f"rejected by {decision.by}{why}", step=unit.key
+                ),
+            )
+        return [decided, outcome]
 
     async def _commit(self, completions: list[Event]) -> None:
         """Commit what was recorded since the last commit plus `completions`, in one go."""
@@ -311,7 +548,7 @@ class Execution:
             return
         batch = self._pending + completions
         self._pending = []
-        self._settled_since_commit = False
+        self._commit_soon = False
         await self.store.append(self.run_id, batch)
         for event in completions:
             self.active.apply(event)
@@ -322,7 +559,8 @@ class Execution:
         now = self.clock.now()
         if ended.error is None:
             try:  # also gives every backend the same plain JSON types (tuples become lists)
-                output = _decode(_encode(ended.output))
+                encoded = _encode(ended.output)
+                output = _decode(encoded)
             except (TypeError, ValueError, OverflowError) as exc:
                 ended.error = AgentError(
                     f"returned a value that is not JSON-serialisable "
@@ -330,33 +568,23 @@ class Execution:
                 )
                 ended.error.retryable = False
             else:
-                return StepSucceeded(
-                    seq=self._next_seq(),
-                    at=now,
-                    step=unit.step,
-                    index=unit.index,
-                    attempt=unit.attempt,
-                    output=output,
+                limit = self.prepared.workflow.guards.max_output_bytes
+                if len(encoded) <= limit:
+                    return StepSucceeded(
+                        seq=self._next_seq(),
+                        at=now,
+                        step=unit.step,
+                        index=unit.index,
+                        attempt=unit.attempt,
+                        output=output,
+                    )
+                ended.error = OutputTooLarge(
+                    f"returned {len(encoded):,} bytes of JSON, over max_output_bytes ({limit:,})"
                 )
         error = self._error_info(unit, ended.agent, ended.error)
-        retry = self.prepared.steps[unit.step].step.retry
-        if unit.attempt < retry.attempts and getattr(ended.error, "retryable", True):
-            return StepAttemptFailed(
-                seq=self._next_seq(),
-                at=now,
-                step=unit.step,
-                index=unit.index,
-                attempt=unit.attempt,
-                error=error,
-                retry_at=now + retry.delay_after(unit.attempt),
-            )
-        return StepFailed(
-            seq=self._next_seq(),
-            at=now,
-            step=unit.step,
-            index=unit.index,
-            attempt=unit.attempt,
-            error=error,
+        prepared = self.prepared.steps[unit.step]
+        return self._policy.after_failure(
+            prepared, unit, ended.error, error, seq=self._next_seq(), now=now
         )
 
     def _error_info(self, unit: Unit, agent: Agent | None, error: BaseException) -> ErrorInfo:
@@ -366,7 +594,7 @@ class Execution:
 
     def _fail_unit(self, unit: Unit, error: PodiumError) -> None:
         """A unit that cannot even start (its expressions fail): failed for good, at once."""
-        self._settled_since_commit = True
+        self._commit_soon = True
         self._record(
             StepFailed(
                 seq=self._next_seq(),
@@ -390,10 +618,21 @@ class Execution:
 
     # ---- the end -----------------------------------------------------------------------
 
-    async def _finish(self) -> RunFinished:
-        if self._cancelled:
+    async def _finish(self, *, waiting: bool = False) -> RunFinished | RunWaiting:
+        if self._cancelled or self._stopped:
             await self._cancel_in_flight()
-        finished = self._final_event()
+        finished: RunFinished | RunWaiting
+        if waiting:
+            keys = sorted(self._approvals.awaiting)
+            finished = RunWaiting(seq=self._next_seq(), at=self.clock.now(), waiting_for=keys)
+        else:
+            status, output, error = self._outcome()
+            if status == "failed":
+                await self._commit([])
+                await Compensation(self).run()
+            finished = RunFinished(
+                seq=self._next_seq(), at=self.clock.now(), status=status, output=output, error=error
+            )
         self._pending.append(finished)
         batch, self._pending = self._pending, []
         await self.store.append(self.run_id, batch)
@@ -416,34 +655,52 @@ class Execution:
                     step=step,
                     index=index,
                     attempt=self.active.attempt_of(key),
-                    error=ErrorInfo(type="Cancelled", message="the run was cancelled", step=key),
+                    error=ErrorInfo(
+                        type="Cancelled",
+                        message=self._stopped.message if self._stopped else "the run was cancelled",
+                        step=key,
+                    ),
                 )
             )
 
-    def _final_event(self) -> RunFinished:
-        now = self.clock.now()
+    def _outcome(self) -> tuple[Literal["succeeded", "failed", "cancelled"], Any, ErrorInfo | None]:
+        """How the run ends: status, output and error."""
         if self._cancelled:
-            return RunFinished(
-                seq=self._next_seq(),
-                at=now,
-                status="cancelled",
-                error=ErrorInfo(type="Cancelled", message="the run was cancelled"),
-            )
+            return "cancelled", None, ErrorInfo(type="Cancelled", message="the run was cancelled")
+        if self._stopped is not None:
+            return "failed", None, self._stopped
         halted_by = self.active.halted_by
         if halted_by is not None:
-            return RunFinished(
-                seq=self._next_seq(),
-                at=now,
-                status="failed",
-                error=self.active.failure_of(halted_by),
-            )
+            return "failed", None, self.active.failure_of(halted_by)
         try:
-            output = self.prepared.output.render(self._scope)
+            return "succeeded", self.prepared.output.render(self._scope), None
         except ExpressionError as exc:
-            return RunFinished(
-                seq=self._next_seq(),
-                at=now,
-                status="failed",
-                error=ErrorInfo(type="ExpressionError", message=str(exc), step="output"),
-            )
-        return RunFinished(seq=self._next_seq(), at=now, status="succeeded", output=output)
+            error = ErrorInfo(type="ExpressionError", message=str(exc), step="output")
+            return "failed", None, error
+
+
+def _earliest(*moments: float | None) -> float | None:
+    return min((m for m in moments if m is not None), default=None)
+
+
+def _iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _epoch(value: Any, expression: str | None) -> float:
+    """A `wait_until` value as epoch seconds: a number, or an ISO 8601 time (UTC if naive)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            return moment.timestamp()
+    raise ExpressionError(
+        f"wait_until {expression} gave {value!r}: expected an ISO 8601 time "
+        "(2026-11-24T18:00:00Z) or epoch seconds"
+    )

@@ -20,15 +20,33 @@ from podium.spec import Template, compile_condition, compile_template, validate_
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PreparedStep:
-    """A step with its agent (or the capability to route by) and compiled expressions."""
+class PreparedCall:
+    """Who to call (an agent, or a capability to route by) and the compiled input."""
 
-    step: Step
     agent: Agent | None
     capability: str | None
     payload: Template
+
+    @property
+    def target(self) -> str:
+        return self.agent.name if self.agent is not None else f"capability {self.capability}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedStep:
+    """A step with its calls resolved and its expressions compiled.
+
+    `call` is None for a built-in step (sleep, wait_until, approval).
+    """
+
+    step: Step
+    call: PreparedCall | None
     condition: Template | None
     items: Template | None
+    prompt: Template | None = None  # of an approval step
+    wake_at: Template | None = None  # of a wait_until step
+    fallback: PreparedCall | None = None
+    compensate: PreparedCall | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,74 +85,106 @@ def _path_part(part: str | int) -> str:
 def prepare(workflow: Workflow) -> Prepared:
     """Check and bind `workflow`; raises `DefinitionError` listing every problem found."""
     validate_workflow(workflow)
-    problems: list[DefinitionError] = []
-    search = [workflow.base_dir, str(Path.cwd())]
-    registry = Registry()
-
-    def resolve(ref: CallableRef, *path: str | int) -> Any:
-        if not isinstance(ref, str):
-            return ref
-        try:
-            return import_callable(ref, search=search, where=workflow.locate(*path))
-        except DefinitionError as exc:
-            problems.append(exc)
-            return None
-
-    for spec in workflow.agents.values():
-        fn = resolve(spec.uses, "agents", spec.name, "uses")
-        if fn is not None:
-            registry.add(
-                PythonAgent(
-                    spec.name,
-                    fn,
-                    capabilities=spec.capabilities,
-                    concurrency=spec.concurrency,
-                )
-            )
+    binder = _Binder(workflow)
     steps: dict[str, PreparedStep] = {}
-    inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by its steps
     for step in workflow.steps.values():
-        agent: Agent | None = None
-        if step.agent is not None:
-            agent = registry.agents.get(step.agent)
-        elif step.uses is not None:
-            name = callable_name(step.uses)
-            agent = inline.get(name)
-            if agent is None:
-                fn = resolve(step.uses, "steps", step.id, "uses")
-                if fn is not None:
-                    agent = inline[name] = PythonAgent(name, fn)
         try:
-            steps[step.id] = _compile_step(workflow, step, agent)
+            steps[step.id] = binder.step(step)
         except DefinitionError as exc:
-            problems.append(exc)
-    if problems:
-        raise DefinitionError.collect(problems)
-    for agent in inline.values():  # inline `uses` agents are tracked like declared ones
-        registry.add(agent)
+            binder.problems.append(exc)
+    if binder.problems:
+        raise DefinitionError.collect(binder.problems)
+    for agent in binder.inline.values():  # inline `uses` agents are tracked like declared ones
+        binder.registry.add(agent)
     return Prepared(
         workflow=workflow,
         plan=Plan.from_workflow(workflow),
-        registry=registry,
+        registry=binder.registry,
         steps=steps,
         output=compile_template(workflow.output, where=workflow.locate("output")),
     )
 
 
-def _compile_step(workflow: Workflow, step: Step, agent: Agent | None) -> PreparedStep:
-    def where(key: str) -> Callable[[tuple[str | int, ...]], Location]:
-        # Located only if an expression is wrong: looking up is not free for 10,000 steps.
-        return lambda path: workflow.locate("steps", step.id, key, *path)
+class _Binder:
+    """Resolves callables into agents once each, collecting every problem on the way."""
 
-    return PreparedStep(
-        step=step,
-        agent=agent,
-        capability=step.capability,
-        payload=compile_template(step.with_, where=where("with")),
-        condition=None
-        if step.condition is None
-        else compile_condition(step.condition, where=where("if")),
-        items=None
-        if step.for_each is None
-        else compile_condition(step.for_each, where=where("for_each")),
-    )
+    def __init__(self, workflow: Workflow) -> None:
+        self.workflow = workflow
+        self.problems: list[DefinitionError] = []
+        self.registry = Registry()
+        self.inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by steps
+        self._search = [workflow.base_dir, str(Path.cwd())]
+        for spec in workflow.agents.values():
+            fn = self._resolve(spec.uses, "agents", spec.name, "uses")
+            if fn is not None:
+                agent = PythonAgent(
+                    spec.name, fn, capabilities=spec.capabilities, concurrency=spec.concurrency
+                )
+                self.registry.add(agent, circuit=spec.circuit)
+
+    def _resolve(self, ref: CallableRef, *path: str | int) -> Any:
+        if not isinstance(ref, str):
+            return ref
+        try:
+            return import_callable(ref, search=self._search, where=self.workflow.locate(*path))
+        except DefinitionError as exc:
+            self.problems.append(exc)
+            return None
+
+    def call(
+        self,
+        agent: str | None,
+        capability: str | None,
+        uses: CallableRef | None,
+        with_: Any,
+        *path: str,
+    ) -> PreparedCall:
+        bound: Agent | None = None
+        if agent is not None:
+            bound = self.registry.agents.get(agent)
+        elif uses is not None:
+            name = callable_name(uses)
+            bound = self.inline.get(name)
+            if bound is None:
+                fn = self._resolve(uses, *path, "uses")
+                if fn is not None:
+                    bound = self.inline[name] = PythonAgent(name, fn)
+        return PreparedCall(
+            agent=bound,
+            capability=capability,
+            payload=compile_template(with_, where=self._at(*path, "with")),
+        )
+
+    def _at(self, *base: str) -> Callable[[tuple[str | int, ...]], Location]:
+        # Located only if an expression is wrong: looking up is not free for 10,000 steps.
+        return lambda path: self.workflow.locate(*base, *path)
+
+    def step(self, step: Step) -> PreparedStep:
+        path = ("steps", step.id)
+        at = self._at
+        call = None
+        if step.builtin is None:
+            call = self.call(step.agent, step.capability, step.uses, step.with_, *path)
+        extra = {
+            name: self.call(c.agent, c.capability, c.uses, c.with_, *path, name)
+            for name, c in (("fallback", step.fallback), ("compensate", step.compensate))
+            if c is not None
+        }
+        return PreparedStep(
+            step=step,
+            call=call,
+            condition=None
+            if step.condition is None
+            else compile_condition(step.condition, where=at(*path, "if")),
+            items=None
+            if step.for_each is None
+            else compile_condition(step.for_each, where=at(*path, "for_each")),
+            prompt=None
+            if step.approval is None
+            else compile_template(step.approval.prompt, where=at(*path, "approval")),
+            wake_at=None
+            if step.wait_until is None
+            else compile_condition(step.wait_until, where=at(*path, "wait_until")),
+            fallback=extra.get("fallback"),
+            compensate=extra.get("compensate"),
+        )

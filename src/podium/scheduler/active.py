@@ -32,6 +32,7 @@ from podium.model import (
     StepAttemptFailed,
     StepExpanded,
     StepFailed,
+    StepFellBack,
     StepSkipped,
     StepStarted,
     StepSucceeded,
@@ -240,7 +241,10 @@ class ActiveRun:
                     fanout = self._fanouts[step]
                     fanout.outputs[index] = output
                     self._item_settled(step, fanout)
-            case StepAttemptFailed(step=step, index=index, attempt=attempt, retry_at=due):
+            case (
+                StepAttemptFailed(step=step, index=index, attempt=attempt, retry_at=due)
+                | StepFellBack(step=step, index=index, attempt=attempt, at=due)
+            ):
                 key = step_key(step, index)
                 if self._units.get(key) == "running":
                     self.in_flight -= 1

@@ -75,12 +75,18 @@ def _check_step(
             ("agent", step.agent),
             ("capability", step.capability),
             ("uses", step.uses),
+            ("sleep", step.sleep),
+            ("wait_until", step.wait_until),
+            ("approval", step.approval),
         )
         if value is not None
     ]
     if len(named) != 1:
         found = f" (it names {' and '.join(named)})" if named else ""
-        problem(f"step {sid!r} must name exactly one of agent, capability or uses{found}")
+        problem(
+            f"step {sid!r} must name exactly one of agent, capability, uses, "
+            f"sleep, wait_until or approval{found}"
+        )
     if step.agent is not None and step.agent not in wf.agents:
         problem(
             f"step {sid!r} uses unknown agent {step.agent!r}{suggest(step.agent, wf.agents)}",

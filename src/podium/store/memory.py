@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from podium.errors import RunNotFound
 from podium.model import Event, RunStarted, RunStatus
@@ -29,6 +30,7 @@ class _Run:
     lease_until: float | None = None
     cancel_requested: bool = False
     events: list[Event] = field(default_factory=lambda: [])
+    signals: list[dict[str, Any]] = field(default_factory=lambda: [])
 
     def summary(self) -> RunSummary:
         return RunSummary(
@@ -127,6 +129,12 @@ class MemoryStore:
 
     async def cancel_requested(self, run_id: str) -> bool:
         return self._run(run_id).cancel_requested
+
+    async def send_signal(self, run_id: str, body: dict[str, Any]) -> None:
+        self._run(run_id).signals.append(dict(body))
+
+    async def read_signals(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(body) for body in self._run(run_id).signals]
 
     async def close(self) -> None:
         """Nothing to release: the runs go when the store is garbage collected."""

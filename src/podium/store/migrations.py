@@ -43,6 +43,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 2: messages to whoever executes a run (approval decisions).
+    (
+        """
+        CREATE TABLE signals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL REFERENCES runs (run_id),
+            body BLOB NOT NULL
+        )
+        """,
+        "CREATE INDEX signals_by_run ON signals (run_id, id)",
+    ),
 )
 
 LATEST = len(MIGRATIONS)
@@ -80,9 +91,18 @@ def _version(conn: sqlite3.Connection, name: str) -> int:
         return 0
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     version = int(row[0] or 0)
-    if version > LATEST:
+    refuse_newer(name, version, LATEST)
+    return version
+
+
+def refuse_newer(name: str, version: int, latest: int) -> None:
+    """Raise `StoreError` if a store's schema `version` is past the `latest` this code knows.
+
+    Shared by every backend: a store migrated by a newer podium may hold data this one would
+    misread or damage, so it is refused with the one piece of advice that helps.
+    """
+    if version > latest:
         raise StoreError(
             f"{name} was written by a newer podium (schema version {version}; this podium "
-            f"knows up to {LATEST}): upgrade podium to open it"
+            f"knows up to {latest}): upgrade podium to open it"
         )
-    return version

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from podium.model import Event, RunStarted, RunStatus
 
@@ -85,6 +85,18 @@ class Store(Protocol):
 
         The executing process polls this between steps to stop a run another process cancelled.
         """
+        ...
+
+    async def send_signal(self, run_id: str, body: dict[str, Any]) -> None:
+        """Leave a message for whoever executes the run, now or on its next resume.
+
+        Approval decisions travel this way, so a person can decide while the run is
+        executing elsewhere or while it waits with no process at all. Raises `RunNotFound`.
+        """
+        ...
+
+    async def read_signals(self, run_id: str) -> list[dict[str, Any]]:
+        """Every message sent to the run, oldest first; raises `RunNotFound`."""
         ...
 
     async def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from podium.errors import StoreError
-from podium.model import Event, RunFinished, RunResumed, RunStarted, RunStatus
+from podium.model import Event, RunFinished, RunResumed, RunStarted, RunStatus, RunWaiting
 
 FINISHED: tuple[RunStatus, ...] = ("succeeded", "failed", "cancelled")
 """Statuses a run does not leave unless it is resumed; a cancel request on one is moot."""
@@ -39,4 +39,6 @@ def status_after(events: Sequence[Event]) -> RunStatus | None:
             status = "running"
         elif isinstance(event, RunFinished):
             status = event.status
+        elif isinstance(event, RunWaiting):
+            status = "waiting"
     return status

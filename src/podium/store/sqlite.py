@@ -15,12 +15,13 @@ above this module knows which backend is underneath.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from podium.errors import RunNotFound, StoreError
 from podium.model import Event, RunStarted, RunStatus, decode_event, encode_event
@@ -59,6 +60,8 @@ _OWNER = "SELECT owner FROM runs WHERE run_id = ?"
 _RELEASE = "UPDATE runs SET owner = NULL, lease_until = NULL WHERE run_id = ? AND owner = ?"
 _REQUEST_CANCEL = "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?"
 _CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
+_SEND_SIGNAL = "INSERT INTO signals (run_id, body) VALUES (?, ?)"
+_READ_SIGNALS = "SELECT body FROM signals WHERE run_id = ? ORDER BY id"
 
 _Row = tuple[str, str, str, float, float, str | None, float | None, int]
 
@@ -246,6 +249,18 @@ class SqliteStore:
         if row is None:
             raise RunNotFound(run_id)
         return bool(row[0])
+
+    async def send_signal(self, run_id: str, body: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._owner(conn, run_id)  # raises RunNotFound for an unknown run
+            conn.execute(_SEND_SIGNAL, (run_id, json.dumps(body)))
+
+    async def read_signals(self, run_id: str) -> list[dict[str, Any]]:
+        with self._translate():
+            rows: list[tuple[str]] = self._conn.execute(_READ_SIGNALS, (run_id,)).fetchall()
+            if not rows:
+                self._owner(self._conn, run_id)
+        return [json.loads(body) for (body,) in rows]
 
     async def close(self) -> None:
         self._conn.close()

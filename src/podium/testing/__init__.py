@@ -1,8 +1,10 @@
 """Test helpers shipped with podium for people extending it (needs pytest and pytest-asyncio).
 
-`StoreContract` is the conformance suite a `Store` backend must pass.
+`StoreContract` is the conformance suite a `Store` backend must pass; `VirtualClock` makes
+backoffs, sleeps and timeouts take no time.
 """
 
+from podium.testing.clock import VirtualClock
 from podium.testing.store_contract import StoreContract
 
-__all__ = ["StoreContract"]
+__all__ = ["StoreContract", "VirtualClock"]

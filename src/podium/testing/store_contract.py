@@ -20,17 +20,21 @@ import pytest
 
 from podium.errors import RunNotFound, StoreError
 from podium.model import (
+    ApprovalDecided,
+    ApprovalRequested,
     ErrorInfo,
     Event,
     RunFinished,
     RunResumed,
     RunStarted,
+    RunWaiting,
     StepAttemptFailed,
     StepExpanded,
     StepFailed,
     StepSkipped,
     StepStarted,
     StepSucceeded,
+    TimerStarted,
 )
 from podium.store.protocol import Store
 
@@ -65,6 +69,20 @@ def every_event_after_start(first_seq: int = 1, *, at: float = T0 + 1) -> list[E
         StepSkipped(seq=0, at=0, step="c", cause="condition", reason="its if was false"),
         RunFinished(seq=0, at=0, status="failed", output={"partial": 1}, error=error),
         RunResumed(seq=0, at=0, redrive=True),
+        TimerStarted(seq=0, at=0, step="nap", wake_at=at + 600),
+        ApprovalRequested(
+            seq=0,
+            at=0,
+            step="ok",
+            prompt="Ship it?",
+            schema={"type": "object"},
+            timeout_at=at + 60,
+            default="reject",
+        ),
+        ApprovalDecided(
+            seq=0, at=0, step="ok", approved=True, by="ana", decided_at=at, data={"n": 1}
+        ),
+        RunWaiting(seq=0, at=0, waiting_for=["ok"]),
     ]
     return [_place(event, first_seq + i, at + i) for i, event in enumerate(events)]
 
@@ -207,6 +225,28 @@ class StoreContract:
         )
         summary = await store.get_run("run-1")
         assert (summary.status, summary.updated_at) == ("succeeded", T0 + 7)
+
+    async def test_a_run_waiting_for_a_person_is_listed_as_waiting(self, store: Store) -> None:
+        await store.create_run(started())
+        await store.append("run-1", [RunWaiting(seq=1, at=T0 + 1, waiting_for=["ok"])])
+        assert (await store.get_run("run-1")).status == "waiting"
+        await store.append("run-1", [RunResumed(seq=2, at=T0 + 2)])
+        assert (await store.get_run("run-1")).status == "running"
+
+    async def test_signals_are_kept_in_order_for_the_next_reader(self, store: Store) -> None:
+        await store.create_run(started())
+        assert await store.read_signals("run-1") == []
+        await store.send_signal("run-1", {"step": "ok", "approved": True, "data": {"é": [1]}})
+        await store.send_signal("run-1", {"step": "ok2", "approved": False})
+        assert await store.read_signals("run-1") == [
+            {"step": "ok", "approved": True, "data": {"é": [1]}},
+            {"step": "ok2", "approved": False},
+        ]
+        assert await store.read_signals("run-1") == await store.read_signals("run-1")
+        with pytest.raises(RunNotFound):
+            await store.send_signal("nope", {})
+        with pytest.raises(RunNotFound):
+            await store.read_signals("nope")
 
     async def test_large_and_unicode_payloads_survive(self, store: Store) -> None:
         run_id = "ran-é-世界-🎉"

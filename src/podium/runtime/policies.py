@@ -1,0 +1,143 @@
+"""Failure policies and run guards, decided in one place from a step's declaration.
+
+After a failed attempt a unit is retried (within `retry.attempts`, if the error type is
+retryable and the step's `deadline` leaves time), else handed to its `fallback` (once),
+else failed for good. Each outcome is an event, so the log tells why. Run guards
+(`max_steps`, `deadline`) are checked before anything starts and when timers fire.
+
+All state here is rebuilt from the run's log, so a resumed run keeps counting where the
+crashed one stopped: attempts, the fallback switch, starts towards `max_steps`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from podium.errors import DeadlineExceeded
+from podium.model import (
+    ErrorInfo,
+    Event,
+    RunStarted,
+    Step,
+    StepAttemptFailed,
+    StepFailed,
+    StepFellBack,
+    StepStarted,
+)
+from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
+from podium.scheduler import Unit
+
+_BASE_TYPES = (object, BaseException, Exception)
+
+
+def error_types(error: BaseException) -> tuple[str, ...]:
+    """The names `retry.on` / `not_on` match: the error's class and its bases."""
+    return tuple(c.__name__ for c in type(error).__mro__ if c not in _BASE_TYPES)
+
+
+class Policies:
+    """The policy state of one run, folded from its log and kept up to date live."""
+
+    def __init__(self, prepared: Prepared, *, run_id: str, history: Sequence[Event]) -> None:
+        self._prepared = prepared
+        self._run_id = run_id
+        self._guards = prepared.workflow.guards
+        self.started = 0
+        self._first_start: dict[str, float] = {}
+        self._fallback_from: dict[str, int] = {}  # unit key -> its first attempt on fallback
+        started_at = 0.0
+        for event in history:
+            if isinstance(event, StepStarted):
+                self.count_start(event.key, event.at)
+            elif isinstance(event, StepFellBack):
+                self._fallback_from[event.key] = event.attempt + 1
+            elif isinstance(event, RunStarted):
+                started_at = event.at
+        deadline = self._guards.deadline
+        self.run_deadline = None if deadline is None else started_at + deadline
+
+    def count_start(self, key: str, now: float) -> None:
+        self.started += 1
+        self._first_start.setdefault(key, now)
+
+    def current_call(self, prepared: PreparedStep, key: str) -> PreparedCall:
+        """The unit's own call, or its fallback once it has fallen back."""
+        if key in self._fallback_from and prepared.fallback is not None:
+            return prepared.fallback
+        assert prepared.call is not None
+        return prepared.call
+
+    def time_left(self, step: Step, key: str, now: float) -> float | None:
+        """The attempt's timeout: `timeout`, cut short by the step's `deadline`."""
+        if step.deadline is None:
+            return step.timeout
+        left = self._first_start.get(key, now) + step.deadline - now
+        if left <= 0:
+            raise DeadlineExceeded(f"the step's deadline of {step.deadline:g}s has passed")
+        return left if step.timeout is None else min(step.timeout, left)
+
+    def guard_breached(self, now: float) -> ErrorInfo | None:
+        """Why the run must stop now, if a guard says so."""
+        limit = self._guards.max_steps
+        if limit is not None and self.started >= limit:
+            return ErrorInfo(
+                type="GuardExceeded",
+                message=f"max_steps reached: the run started {self.started} units (limit {limit})",
+            )
+        if self.run_deadline is not None and now >= self.run_deadline:
+            return ErrorInfo(
+                type="DeadlineExceeded",
+                message=f"the run's deadline of {self._guards.deadline:g}s has passed",
+            )
+        return None
+
+    def after_failure(
+        self,
+        prepared: PreparedStep,
+        unit: Unit,
+        error: BaseException,
+        info: ErrorInfo,
+        *,
+        seq: int,
+        now: float,
+    ) -> StepAttemptFailed | StepFellBack | StepFailed:
+        """What a failed attempt leads to: a retry, the fallback, or the end of the unit."""
+        step = prepared.step
+        retry = step.retry
+        key = unit.key
+        fallen_back = key in self._fallback_from
+        used = unit.attempt - self._fallback_from.get(key, 1) + 1
+        if (
+            getattr(error, "retryable", True)
+            and used < retry.attempts
+            and retry.retries(error_types(error))
+        ):
+            # The jitter is drawn from the unit's identity: a replay draws the same.
+            spread = random.Random(f"{self._run_id}/{key}/{unit.attempt}").random()
+            retry_at = now + retry.delay_after(used, spread=spread)
+            deadline = step.deadline
+            if deadline is None or retry_at < self._first_start.get(key, now) + deadline:
+                return StepAttemptFailed(
+                    seq=seq,
+                    at=now,
+                    step=unit.step,
+                    index=unit.index,
+                    attempt=unit.attempt,
+                    error=info,
+                    retry_at=retry_at,
+                )
+        if prepared.fallback is not None and not fallen_back:
+            self._fallback_from[key] = unit.attempt + 1
+            return StepFellBack(
+                seq=seq,
+                at=now,
+                step=unit.step,
+                index=unit.index,
+                attempt=unit.attempt,
+                error=info,
+                to=prepared.fallback.target,
+            )
+        return StepFailed(
+            seq=seq, at=now, step=unit.step, index=unit.index, attempt=unit.attempt, error=info
+        )
