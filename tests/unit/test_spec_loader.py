@@ -464,7 +464,8 @@ def test_document_problems_without_locations_name_the_source() -> None:
     with pytest.raises(DefinitionError) as caught:
         workflow_from_document({"name": "x", "steps": {"a": {}}}, source="run r1", base_dir="/")
     assert caught.value.problems == (
-        "run r1: step 'a' must name exactly one of agent, capability, uses, sleep, wait_until or approval",
+        "run r1: step 'a' must name exactly one of agent, capability, uses, sleep, "
+        "wait_until or approval",
     )
     with pytest.raises(DefinitionError, match=r"^run r1: a workflow must be a mapping"):
         workflow_from_document(None, source="run r1", base_dir="/")

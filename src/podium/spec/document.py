@@ -169,26 +169,39 @@ class _Reader:
         )
 
     def step(self, step_id: str, doc: Mapping[str, Any]) -> Step:
-        needs = doc.get("needs")
-        condition = doc.get("if")
-        trigger = doc.get("trigger")
+        get = doc.get
+        needs = get("needs")
+        condition = get("if")
+        trigger = get("trigger")
+        retry = get("retry")
+        timeout = get("timeout")
+        agent = get("agent")
+        capability = get("capability")
+        uses = get("uses")
+        for_each = get("for_each")
+        max_parallel = get("max_parallel")
+        description = get("description")
         return Step(
             id=step_id,
-            agent=_optional_text(doc.get("agent")),
-            capability=_optional_text(doc.get("capability")),
-            uses=_optional_text(doc.get("uses")),
-            needs=tuple(str(n) for n in ([needs] if isinstance(needs, str) else _list(needs))),
-            with_=doc.get("with"),
+            agent=agent if isinstance(agent, str) else None,
+            capability=capability if isinstance(capability, str) else None,
+            uses=uses if isinstance(uses, str) else None,
+            needs=(needs,) if isinstance(needs, str) else tuple(map(str, _list(needs))),
+            with_=get("with"),
             condition=str(condition).lower()
             if isinstance(condition, bool)
             else _optional_text(condition),
-            trigger=next((t for t in TRIGGERS if t == trigger), "all_success"),
-            for_each=_optional_text(doc.get("for_each")),
-            max_parallel=_integer(doc.get("max_parallel")),
-            retry=self.retry(("steps", step_id, "retry"), doc.get("retry")),
-            timeout=self.duration(("steps", step_id, "timeout"), doc.get("timeout"), positive=True),
-            continue_on_error=doc.get("continue_on_error") is True,
-            description=_text(doc.get("description")),
+            trigger=trigger if trigger in TRIGGERS else "all_success",
+            for_each=for_each if isinstance(for_each, str) else None,
+            max_parallel=None if max_parallel is None else _integer(max_parallel),
+            retry=_DEFAULT_RETRY
+            if retry is None
+            else self.retry(("steps", step_id, "retry"), retry),
+            timeout=None
+            if timeout is None
+            else self.duration(("steps", step_id, "timeout"), timeout, positive=True),
+            continue_on_error=get("continue_on_error") is True,
+            description=description if isinstance(description, str) else "",
         )
 
     def retry(self, path: tuple[Key, ...], value: Any) -> RetryPolicy:

@@ -9,8 +9,9 @@ Whatever the bytes, the result is a `Workflow` or a `DefinitionError`, never a t
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import yaml
 
@@ -33,6 +34,44 @@ _MERGE = f"{_TAG}merge"
 _MAX_VALUES = 1_000_000
 
 Locations = dict[tuple[Key, ...], Location]
+_T = TypeVar("_T")
+
+
+class _Positions(Mapping[tuple[Key, ...], Location]):
+    """Where each path stands, kept as (line, column) and made a `Location` when asked.
+
+    A file has a position for every key and item, and a valid one is asked for almost none,
+    so making each `Location` up front would be most of the cost of keeping them.
+    """
+
+    __slots__ = ("_positions", "_source")
+
+    def __init__(self, source: str, positions: dict[tuple[Key, ...], tuple[int, int]]) -> None:
+        self._source = source
+        self._positions = positions
+
+    def __getitem__(self, path: tuple[Key, ...]) -> Location:
+        line, column = self._positions[path]
+        return Location(self._source, line, column)
+
+    @overload
+    def get(self, path: tuple[Key, ...], /) -> Location | None: ...
+    @overload
+    def get(self, path: tuple[Key, ...], /, default: Location) -> Location: ...
+    @overload
+    def get(self, path: tuple[Key, ...], /, default: _T) -> Location | _T: ...
+    def get(self, path: tuple[Key, ...], /, default: object = None) -> object:
+        found = self._positions.get(path)
+        return default if found is None else Location(self._source, *found)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._positions
+
+    def __iter__(self) -> Iterator[tuple[Key, ...]]:
+        return iter(self._positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
 
 
 def load_workflow(path: str | Path) -> Workflow:
@@ -67,11 +106,16 @@ def load_workflow(path: str | Path) -> Workflow:
     )
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, Locations, list[DefinitionError]]:
+def parse_yaml(
+    text: str, source: str
+) -> tuple[Any, Mapping[tuple[Key, ...], Location], list[DefinitionError]]:
     """The data in `text`, where each key stands, and the problems that still let it be read.
 
     A syntax error raises `DefinitionError` at once: nothing after it can be trusted.
     """
+    quick = _quick_parse(text, source)
+    if quick is not None:
+        return quick[0], quick[1], []
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -97,6 +141,115 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Locations, list[DefinitionE
     except RecursionError:
         raise DefinitionError("the YAML is nested too deeply", where=Location(source)) from None
     return doc, builder.locations, builder.problems
+
+
+def _quick_parse(text: str, source: str) -> tuple[Any, _Positions] | None:
+    """The data and locations of an ordinary document, or None to take the thorough path.
+
+    Most files use none of YAML's rarer features, and their values can be built straight
+    from the parser's events: no node tree, no constructor. Anything out of the ordinary
+    (anchors, aliases, tags, merge keys, duplicate or non-text keys, a value that cannot be
+    read, deep nesting, several documents, a syntax error) returns None, and `parse_yaml`
+    reads the text again the thorough way, which reports it exactly as it always has.
+    """
+    loader = _Loader(text)
+    try:
+        return _quick_build(loader, source)
+    except Exception:  # whatever it is, the thorough path reports it properly
+        return None
+    finally:
+        loader.dispose()
+
+
+_QUICK_DEPTH = 64  # deeper documents go the thorough way, which knows its own limits
+
+
+def _quick_build(loader: Any, source: str) -> tuple[Any, _Positions] | None:
+    get = loader.get_event
+    resolvers = loader.yaml_implicit_resolvers
+    if None in resolvers:
+        return None  # a resolver for every value: each must be resolved the thorough way
+    scalar_event = yaml.ScalarEvent
+    mapping_start = yaml.MappingStartEvent
+    sequence_start = yaml.SequenceStartEvent
+    collection_end = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    str_tag = f"{_TAG}str"
+    if type(get()) is not yaml.StreamStartEvent or type(get()) is not yaml.DocumentStartEvent:
+        return None
+    positions: dict[tuple[Key, ...], tuple[int, int]] = {}
+    # The innermost open collection is in the variables below, each enclosing one is a frame
+    # (collection, path, here, is_map) on the stack. In a mapping, `here` is the path of the
+    # key whose value comes next, or None while a key is awaited.
+    stack: list[tuple[Any, tuple[Key, ...], tuple[Key, ...] | None, bool]] = []
+    container: Any = None
+    path: tuple[Key, ...] = ()
+    here: tuple[Key, ...] | None = None
+    is_map = False
+    count = 0
+    while True:
+        event = get()
+        kind = type(event)
+        if kind is scalar_event:
+            if event.anchor is not None or event.tag is not None:
+                return None
+            value = event.value
+            mark = event.start_mark
+            if is_map:
+                if here is None:
+                    # A key: plain text, not seen before, not YAML's merge key `<<`.
+                    if value in container or value == "<<":
+                        return None
+                    here = (*path, value)
+                    positions[here] = (mark.line + 1, mark.column + 1)
+                    continue
+            else:
+                here = (*path, len(container)) if stack else ()
+                positions[here] = (mark.line + 1, mark.column + 1)
+            count += 1
+            if event.implicit[0] and (not value or value[0] in resolvers):
+                tag = loader.resolve(yaml.ScalarNode, value, event.implicit)
+                if tag != str_tag:
+                    if tag not in _SCALAR_TAGS:
+                        return None
+                    node = yaml.ScalarNode(tag, value, mark, event.end_mark)
+                    value = loader.yaml_constructors[tag](loader, node)
+        elif kind is mapping_start or kind is sequence_start:
+            if event.anchor is not None or event.tag is not None:
+                return None
+            if is_map:
+                if here is None:
+                    return None  # a list or mapping as a key
+            else:
+                mark = event.start_mark
+                here = (*path, len(container)) if stack else ()
+                positions[here] = (mark.line + 1, mark.column + 1)
+            count += 1
+            if len(stack) >= _QUICK_DEPTH or count > _MAX_VALUES:
+                return None
+            stack.append((container, path, here, is_map))
+            is_map = kind is mapping_start
+            container = {} if is_map else []
+            path = here
+            here = None
+            continue
+        elif kind in collection_end:
+            value = container
+            container, path, here, is_map = stack.pop()
+        else:
+            return None  # an alias, or the end of the document where a value belongs
+        # `value` is complete: it goes in the enclosing collection, or is the whole document.
+        if is_map:
+            container[here[-1]] = value  # type: ignore[index]
+            here = None
+        elif stack:
+            container.append(value)
+        else:
+            break
+    if count > _MAX_VALUES:
+        return None
+    if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent:
+        return None
+    return value, _Positions(source, positions)
 
 
 def _location(source: str, mark: Any) -> Location:

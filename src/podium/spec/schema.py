@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any, cast
@@ -64,11 +65,21 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
 
 def schema_problems(doc: Any, locate: Locate) -> list[DefinitionError]:
     """Every way `doc` breaks the workflow schema, one located error each."""
+    if _quick_valid(doc):
+        return []
     problems: dict[str, DefinitionError] = {}
     for error in _validator().iter_errors(doc):
         for problem in _translate(error, locate):
             problems.setdefault(problem.problems[0], problem)
     return list(problems.values())
+
+
+def _quick_valid(doc: Any) -> bool:
+    """Whether `doc` surely meets the schema; False when in doubt (jsonschema then decides)."""
+    try:
+        return _quick_check()(doc)
+    except Exception:  # an odd value (a key that is not text, say): let jsonschema judge
+        return False
 
 
 def _name(path: tuple[Key, ...]) -> str:
@@ -157,3 +168,196 @@ def _translate_any_of(error: ValidationError, locate: Locate) -> list[Definition
             where=locate(*path),
         )
     ]
+
+
+# The quick check: the schema compiled into plain Python predicates that answer only "valid
+# or not". A valid document (the usual case) needs nothing more; otherwise jsonschema runs
+# and its errors become the messages. Each predicate is at least as strict as jsonschema
+# (an integer must be an int, say, where jsonschema also takes 2.0), and a keyword it does
+# not know makes its schema fail, so a doubtful document always gets the thorough check.
+
+Check = Callable[[Any], bool]
+
+_ANNOTATIONS = frozenset(
+    {"$schema", "$id", "$defs", "$comment", "title", "description", "examples"}
+)
+_QUICK_TYPES: dict[str, Check] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _never(value: Any) -> bool:
+    return False
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+@functools.cache
+def _quick_check() -> Check:
+    root = load_schema()
+    compiled: dict[str, Check] = {}
+    compiling: set[str] = set()
+
+    def ref(target: str) -> Check:
+        name = target.removeprefix("#/$defs/")
+        definitions = root.get("$defs", {})
+        if name == target or name not in definitions:
+            return _never
+        if name in compiled:
+            return compiled[name]
+        if name in compiling:  # a definition that contains itself: look it up when used
+            return lambda value: compiled[name](value)
+        compiling.add(name)
+        compiled[name] = compile_schema(definitions[name])
+        return compiled[name]
+
+    def compile_schema(schema: Any) -> Check:
+        if schema is True or schema == {}:
+            return _always
+        if not isinstance(schema, Mapping):
+            return _never
+        checks: list[Check] = []
+        rest = set(schema) - _ANNOTATIONS
+        if "$ref" in rest:
+            rest.discard("$ref")
+            checks.append(ref(str(schema["$ref"])))
+        if schema.get("type") == "string" and rest <= {"type", "pattern", "minLength"}:
+            return _string_check(schema)  # the commonest kind, in one step
+        if "type" in rest:
+            rest.discard("type")
+            names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            if not all(n in _QUICK_TYPES for n in names):
+                return _never
+            kinds = tuple(_QUICK_TYPES[n] for n in names)
+            checks.append(kinds[0] if len(kinds) == 1 else _any_of(kinds))
+        object_check = _object_check(schema, rest, compile_schema)
+        if object_check is not None:
+            checks.append(object_check)
+        if "items" in rest:
+            rest.discard("items")
+            checks.append(_items_check(compile_schema(schema["items"])))
+        if "pattern" in rest:
+            rest.discard("pattern")
+            search = re.compile(schema["pattern"]).search
+            checks.append(lambda v: not isinstance(v, str) or search(v) is not None)
+        if "minLength" in rest:
+            rest.discard("minLength")
+            least = int(schema["minLength"])
+            checks.append(lambda v: not isinstance(v, str) or len(v) >= least)
+        if "minimum" in rest:
+            rest.discard("minimum")
+            low = schema["minimum"]
+            checks.append(
+                lambda v: not isinstance(v, int | float) or isinstance(v, bool) or v >= low
+            )
+        if "enum" in rest:
+            rest.discard("enum")
+            if not all(isinstance(e, str) for e in schema["enum"]):
+                return _never
+            allowed = frozenset(schema["enum"])
+            checks.append(lambda v: isinstance(v, str) and v in allowed)
+        if "anyOf" in rest:
+            rest.discard("anyOf")
+            checks.append(_any_of(tuple(compile_schema(s) for s in schema["anyOf"])))
+        if rest:
+            return _never  # a keyword this check does not know: let jsonschema judge
+        if not checks:
+            return _always
+        return checks[0] if len(checks) == 1 else _all_of(tuple(checks))
+
+    return compile_schema(root)
+
+
+# The loops below are faster than all() or any() over a generator, and run for every value.
+
+
+def _all_of(checks: tuple[Check, ...]) -> Check:
+    def check(value: Any) -> bool:
+        for each in checks:  # noqa: SIM110
+            if not each(value):
+                return False
+        return True
+
+    return check
+
+
+def _any_of(checks: tuple[Check, ...]) -> Check:
+    def check(value: Any) -> bool:
+        for each in checks:  # noqa: SIM110
+            if each(value):
+                return True
+        return False
+
+    return check
+
+
+def _items_check(item: Check) -> Check:
+    def check(value: Any) -> bool:
+        if isinstance(value, list):
+            for each in value:
+                if not item(each):
+                    return False
+        return True
+
+    return check
+
+
+def _string_check(schema: Mapping[str, Any]) -> Check:
+    pattern = schema.get("pattern")
+    search = None if pattern is None else re.compile(pattern).search
+    least = int(schema.get("minLength", 0))
+
+    def check(value: Any) -> bool:
+        return (
+            isinstance(value, str)
+            and len(value) >= least
+            and (search is None or search(value) is not None)
+        )
+
+    return check
+
+
+def _object_check(
+    schema: Mapping[str, Any], rest: set[str], compile_schema: Callable[[Any], Check]
+) -> Check | None:
+    """The check of a mapping's keys (properties, additionalProperties...), if it has any."""
+    words = ("properties", "additionalProperties", "required", "minProperties", "propertyNames")
+    if rest.isdisjoint(words):
+        return None
+    rest.difference_update(words)
+    properties = {k: compile_schema(s) for k, s in schema.get("properties", {}).items()}
+    extra = schema.get("additionalProperties", True)
+    other = None if extra is True else compile_schema(extra)
+    required = tuple(schema.get("required", ()))
+    least = int(schema.get("minProperties", 0))
+    names = schema.get("propertyNames")
+    name_check = None if names is None else compile_schema(names)
+
+    def check(value: Any) -> bool:
+        if not isinstance(value, dict):
+            return True
+        if len(value) < least:
+            return False
+        for key in required:
+            if key not in value:
+                return False
+        for key, item in value.items():
+            if name_check is not None and not name_check(key):
+                return False
+            known = properties.get(key)
+            if known is not None:
+                if not known(item):
+                    return False
+            elif other is not None and not other(item):
+                return False
+        return True
+
+    return check

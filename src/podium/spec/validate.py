@@ -9,6 +9,9 @@ so one run of the validator tells the author everything to fix.
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -140,8 +143,8 @@ def _check_step_expressions(
     sid = step.id
     fields = (("with", step.with_), ("if", step.condition), ("for_each", step.for_each))
     for field, value in fields:
-        if value is None and field != "with":
-            continue
+        if value is None:
+            continue  # nothing to check (a null `with` reads nothing)
         template = _compile_field(wf, ("steps", sid, field), value, problems)
         if template is None:
             continue
@@ -189,18 +192,47 @@ def _check_output(wf: Workflow, problems: list[DefinitionError]) -> None:
 def _check_input_schema(wf: Workflow, problems: list[DefinitionError]) -> None:
     if wf.input_schema is None:
         return
+    schema = dict(wf.input_schema)
+    # A schema that JSON gives back exactly is known by its text (key order kept: it can
+    # change which error is reported); any other is checked afresh.
+    found = _json_schema_error(json.dumps(schema)) if _plain_json(schema) else _schema_error(schema)
+    if found is not None:
+        message, path = found
+        problems.append(
+            DefinitionError(
+                f"input is not a valid JSON Schema: {message}", where=wf.locate("input", *path)
+            )
+        )
+
+
+@functools.lru_cache(maxsize=64)
+def _json_schema_error(text: str) -> tuple[str, tuple[Key, ...]] | None:
+    """`_schema_error` of the schema in JSON `text`, remembered: checking one is slow (ms)."""
+    return _schema_error(json.loads(text))
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether JSON gives `value` back exactly (so its text can stand for it)."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and _plain_json(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain_json(item) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind in (str, int, bool) or value is None
+
+
+def _schema_error(schema: dict[str, Any]) -> tuple[str, tuple[Key, ...]] | None:
+    """Why `schema` is not a valid JSON Schema (and where in it), or None if it is."""
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
     try:
-        Draft202012Validator.check_schema(dict(wf.input_schema))
+        Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        problems.append(
-            DefinitionError(
-                f"input is not a valid JSON Schema: {exc.message}",
-                where=wf.locate("input", *exc.path),
-            )
-        )
+        return exc.message, tuple(exc.path)
+    return None
 
 
 def _compile_field(
@@ -270,6 +302,13 @@ def find_cycles(wf: Workflow) -> list[list[str]]:
     dependency order; every step left needs another step left, so walking `needs` from one of
     them must come back on itself, and that loop is reported.
     """
+    order = {sid: position for position, sid in enumerate(wf.steps)}
+    if all(
+        order.get(need, -1) < order[sid] or need == sid
+        for sid, step in wf.steps.items()
+        for need in step.needs
+    ):
+        return []  # every step needs only steps listed before it: there is no loop
     needs: Mapping[str, list[str]] = {
         sid: [n for n in step.needs if n in wf.steps and n != sid] for sid, step in wf.steps.items()
     }
@@ -290,7 +329,6 @@ def find_cycles(wf: Workflow) -> list[list[str]]:
                 free.append(dependent)
     cycles: list[list[str]] = []
     reported: set[str] = set()
-    order = {sid: position for position, sid in enumerate(wf.steps)}
     for start in wf.steps:
         if start not in left or start in reported:
             continue
