@@ -171,8 +171,6 @@ async def test_open_store_reads_urls_and_paths(tmp_path: Path) -> None:
         finally:
             await store.close()
     assert nested.exists()
-    with pytest.raises(StoreError, match="Postgres store is not available yet"):
-        open_store("postgresql://localhost/podium")
     with pytest.raises(StoreError, match="unknown store URL"):
         open_store("redis://localhost")
 

@@ -2,6 +2,7 @@
 
 :memory:              in this process only, gone when it ends
 path/to/podium.db     SQLite (the embedded default, WAL)
+postgresql://…        PostgreSQL (the `postgres` extra), for processes on several machines
 """
 
 from podium.store.open import open_store
