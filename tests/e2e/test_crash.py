@@ -10,6 +10,7 @@ effect in the world. After the kills and resumes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from podium.errors import RunNotFound
 from podium.model import StepSucceeded
 from podium.store import open_store
 
@@ -70,8 +72,20 @@ EXPECTED = {"fan": [f"fan[{i}]" for i in ITEMS], "flaky": "recovered", "last": "
 ALL_KEYS = {"start", "flaky", "join", "tail1", "tail2", *EXPECTED["fan"]}
 
 
-def podium(folder: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "LEDGER": str(folder / "ledger"), "PODIUM_DB": str(folder / "p.db")}
+SEEDS = int(os.environ.get("PODIUM_TORTURE_SEEDS", "8"))  # `make torture` runs many more
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The store the crashed runs live in: a SQLite file, or a fresh Postgres schema."""
+    if request.param == "sqlite":
+        return str(tmp_path / "p.db")
+    url: str = request.getfixturevalue("postgres_schema_url")
+    return url
+
+
+def podium(folder: Path, db: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "LEDGER": str(folder / "ledger"), "PODIUM_DB": db}
     return subprocess.Popen(
         [sys.executable, "-m", "podium", *args, "--json"],
         cwd=folder,
@@ -82,9 +96,9 @@ def podium(folder: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def committed_successes(db: Path) -> set[str]:
+def committed_successes(db: str) -> set[str]:
     async def read() -> set[str]:
-        store = open_store(str(db))
+        store = open_store(db)
         try:
             return {e.key for e in await store.load("r") if isinstance(e, StepSucceeded)}
         finally:
@@ -94,8 +108,8 @@ def committed_successes(db: Path) -> set[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(8))
-def test_sigkill_at_random_moments_then_resume(tmp_path: Path, seed: int) -> None:
+@pytest.mark.parametrize("seed", range(SEEDS))
+def test_sigkill_at_random_moments_then_resume(tmp_path: Path, db: str, seed: int) -> None:
     rng = random.Random(seed)
     (tmp_path / "crash_agents.py").write_text(AGENTS)
     (tmp_path / "wf.yaml").write_text(WORKFLOW)
@@ -103,7 +117,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, seed: int) -> Non
     kills = 0
     args = ["run", "wf.yaml", "--run-id", "r", "--input", json.dumps({"items": ITEMS})]
     for attempt in range(4):
-        process = podium(tmp_path, *args) if attempt == 0 else podium(tmp_path, "resume", "r")
+        process = podium(tmp_path, db, *(args if attempt == 0 else ["resume", "r"]))
         # The first process is always killed; later ones half of the time.
         if attempt == 0 or (attempt < 3 and rng.random() < 0.5):
             time.sleep(rng.uniform(0.2, 0.9))
@@ -111,15 +125,15 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, seed: int) -> Non
                 process.send_signal(signal.SIGKILL)
                 process.communicate()
                 kills += 1
-                if (tmp_path / "p.db").exists():
-                    done_before_a_kill |= committed_successes(tmp_path / "p.db")
+                with contextlib.suppress(RunNotFound):  # killed before the run was created
+                    done_before_a_kill |= committed_successes(db)
                 continue
         stdout, stderr = process.communicate(timeout=60)
         assert process.returncode == 0, stderr
         assert json.loads(stdout)["output"] == EXPECTED
         break
     else:
-        stdout, stderr = podium(tmp_path, "resume", "r").communicate(timeout=60)
+        stdout, stderr = podium(tmp_path, db, "resume", "r").communicate(timeout=60)
         assert json.loads(stdout)["output"] == EXPECTED, stderr
     assert kills >= 1, "the run ended before the first kill: make the workflow longer"
 

@@ -53,7 +53,11 @@ _StepEvent = StepStarted | StepSucceeded | StepAttemptFailed | StepFailed
 
 def describe_db(db: str) -> str:
     """The store as a user should read it: a path to keep, or a reminder that nothing is kept."""
-    return "in memory, not kept" if db == ":memory:" else db
+    if db == ":memory:":
+        return "in memory, not kept"
+    from podium.store.open import display_url  # never print a database password
+
+    return display_url(db)
 
 
 def status_text(status: str) -> Text:

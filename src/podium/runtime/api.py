@@ -75,7 +75,11 @@ async def run_workflow(
             )
         if on_start is not None:
             on_start(run_id)
-        return await _execute(opened, prepared, [started], limit, on_events, clock, resumed=None)
+        # A process that lost the race to create this run may take the lease before we do:
+        # then it executes the run, and we wait for its result like any other loser.
+        return await _execute(
+            opened, prepared, [started], limit, on_events, clock, resumed=None, wait_if_busy=True
+        )
 
 
 async def resume_run(
