@@ -43,7 +43,7 @@ class PythonAgent:
     async def call(self, payload: Any, ctx: StepContext) -> Any:
         args: tuple[Any, ...] = ()
         kwargs: dict[str, Any] = {}
-        if isinstance(payload, Mapping):
+        if type(payload) is dict or isinstance(payload, Mapping):  # `type` first: fast path
             kwargs = dict(payload)
         elif payload is not None:
             args = (payload,)

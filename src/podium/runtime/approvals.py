@@ -85,6 +85,8 @@ class Approvals:
 
     def next_deadline(self) -> float | None:
         """When the earliest awaited approval with a default decision times out."""
+        if not self.awaiting:
+            return None
         deadlines = [
             request.timeout_at
             for key in self.awaiting
@@ -96,6 +98,8 @@ class Approvals:
 
     def decisions_pending(self, now: float) -> bool:
         """Whether `decisions(now)` would hand out anything."""
+        if not self.awaiting:  # the common case: a run with no approval in flight
+            return False
         if any(d.key in self.awaiting and d.key not in self.decided for d in self._ready):
             return True
         deadline = self.next_deadline()
@@ -103,6 +107,8 @@ class Approvals:
 
     def decisions(self, now: float) -> list[tuple[Unit, Decision]]:
         """Decisions that can be applied now: signalled ones, then timed-out defaults."""
+        if not self.awaiting and not self._ready:
+            return []
         found: list[tuple[Unit, Decision]] = []
         pending, self._ready = self._ready, []
         for decision in pending:

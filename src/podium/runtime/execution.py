@@ -116,6 +116,7 @@ class Execution:
 
     async def run(self) -> RunFinished | RunWaiting:
         """Drive the run to a final event (or to waiting for people), committed; return it."""
+        self._loop = asyncio.get_running_loop()
         self._approvals.take_signals(await self.store.read_signals(self.run_id))
         poller = asyncio.create_task(self._watch_the_store())
         try:
@@ -187,7 +188,7 @@ class Execution:
         if due is not None and due <= self.clock.now():
             self._timers_due()
             return
-        self._wake = asyncio.get_running_loop().create_future()
+        self._wake = self._loop.create_future()
         if due is not None:
             self._timer = self.clock.call_at(due, self._poke)
         await self._wake
@@ -298,7 +299,7 @@ class Execution:
         registry = self.prepared.registry
         for unit in active.ready(free):
             prepared = self.prepared.steps[unit.step]
-            if self._guard_stops_before(unit):
+            if self._policy.guarded and self._guard_stops_before(unit):
                 return
             if prepared.call is None:
                 self._start_builtin(prepared, unit)
@@ -468,7 +469,7 @@ class Execution:
             attempt=unit.attempt,
             agent=agent.name,
         )
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         began = loop.time()
         ended = _Ended(unit, agent, 0.0)
         try:
@@ -680,7 +681,8 @@ class Execution:
 
 
 def _earliest(*moments: float | None) -> float | None:
-    return min((m for m in moments if m is not None), default=None)
+    found = [m for m in moments if m is not None]
+    return min(found) if found else None
 
 
 def _iso(moment: float) -> str:

@@ -56,6 +56,7 @@ class Policies:
                 started_at = event.at
         deadline = self._guards.deadline
         self.run_deadline = None if deadline is None else started_at + deadline
+        self.guarded = self._guards.max_steps is not None or deadline is not None
 
     def count_start(self, key: str, now: float) -> None:
         self.started += 1
@@ -79,6 +80,8 @@ class Policies:
 
     def guard_breached(self, now: float) -> ErrorInfo | None:
         """Why the run must stop now, if a guard says so."""
+        if not self.guarded:
+            return None
         limit = self._guards.max_steps
         if limit is not None and self.started >= limit:
             return ErrorInfo(
