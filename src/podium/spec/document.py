@@ -8,11 +8,25 @@ to store that definition: plain JSON, callables as their "module:qualname" impor
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeGuard
 
 from podium.errors import DefinitionError, Location
-from podium.model.workflow import TRIGGERS, AgentSpec, RetryPolicy, Step, Workflow, callable_name
+from podium.model.workflow import (
+    TRIGGERS,
+    AgentSpec,
+    Approval,
+    Call,
+    CircuitPolicy,
+    Guards,
+    RetryPolicy,
+    Step,
+    Workflow,
+    callable_name,
+)
 from podium.spec.durations import parse_duration
 from podium.spec.paths import Key, describe_type, path_text
 from podium.spec.schema import schema_problems
@@ -21,6 +35,20 @@ from podium.spec.validate import sort_problems, validate_workflow
 __all__ = ["workflow_from_document", "workflow_to_document"]
 
 _DEFAULT_RETRY = RetryPolicy()
+_DEFAULT_GUARDS = Guards()
+_DEFAULT_CIRCUIT = CircuitPolicy()
+_BUILTINS = ("sleep", "wait_until", "approval")
+_NOT_FOR_BUILTINS = ("with", "retry", "fallback", "compensate")
+# A literal time in `wait_until` (`2026-11-24T18:00:00Z`): kept as a quoted expression.
+_ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ][0-9:.+\-Zz ]*)?")
+
+
+@dataclass(frozen=True, slots=True)
+class _Policies:
+    """A failure policy declared for many steps (workflow `defaults`, or an agent's)."""
+
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
 
 
 def workflow_from_document(
@@ -66,6 +94,15 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
         doc["input"] = _plain(wf.input_schema)
     if wf.max_parallel is not None:
         doc["max_parallel"] = wf.max_parallel
+    guards = wf.guards
+    if guards.max_steps is not None:
+        doc["max_steps"] = guards.max_steps
+    if guards.deadline is not None:
+        doc["deadline"] = guards.deadline
+    if guards.max_output_bytes != _DEFAULT_GUARDS.max_output_bytes:
+        doc["max_output_bytes"] = guards.max_output_bytes
+    # Workflow `defaults` and an agent's `retry`/`timeout` were resolved into each step when
+    # the workflow was read, so the steps below carry them and the document needs no more.
     if wf.agents:
         doc["agents"] = {name: _agent_document(agent) for name, agent in wf.agents.items()}
     doc["steps"] = {step_id: _step_document(step) for step_id, step in wf.steps.items()}
@@ -82,6 +119,13 @@ def _agent_document(agent: AgentSpec) -> dict[str, Any]:
         doc["concurrency"] = agent.concurrency
     if agent.description:
         doc["description"] = agent.description
+    if agent.circuit is not None:
+        circuit = agent.circuit
+        doc["circuit"] = {
+            "failures": circuit.failures,
+            "window": circuit.window,
+            "cooldown": circuit.cooldown,
+        }
     return doc
 
 
@@ -90,6 +134,9 @@ def _step_document(step: Step) -> dict[str, Any]:
         "agent": step.agent,
         "capability": step.capability,
         "uses": None if step.uses is None else callable_name(step.uses),
+        "sleep": step.sleep,
+        "wait_until": step.wait_until,
+        "approval": None if step.approval is None else _approval_document(step.approval),
         "needs": list(step.needs) or None,
         "with": _plain(step.with_),
         "if": step.condition,
@@ -98,6 +145,9 @@ def _step_document(step: Step) -> dict[str, Any]:
         "max_parallel": step.max_parallel,
         "retry": None if step.retry == _DEFAULT_RETRY else _retry_document(step.retry),
         "timeout": step.timeout,
+        "deadline": step.deadline,
+        "fallback": None if step.fallback is None else _call_document(step.fallback),
+        "compensate": None if step.compensate is None else _call_document(step.compensate),
         "continue_on_error": step.continue_on_error or None,
         "description": step.description or None,
     }
@@ -105,12 +155,39 @@ def _step_document(step: Step) -> dict[str, Any]:
 
 
 def _retry_document(retry: RetryPolicy) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "attempts": retry.attempts,
         "backoff": retry.backoff,
         "factor": retry.factor,
         "max_backoff": retry.max_backoff,
     }
+    if retry.jitter:
+        doc["jitter"] = retry.jitter
+    if retry.on:
+        doc["on"] = list(retry.on)
+    if retry.not_on:
+        doc["not_on"] = list(retry.not_on)
+    return doc
+
+
+def _approval_document(approval: Approval) -> str | dict[str, Any]:
+    optional: dict[str, Any] = {
+        "schema": None if approval.schema is None else _plain(approval.schema),
+        "timeout": approval.timeout,
+        "default": approval.default,
+    }
+    rest = {key: value for key, value in optional.items() if value is not None}
+    return {"prompt": approval.prompt, **rest} if rest else approval.prompt
+
+
+def _call_document(call: Call) -> dict[str, Any]:
+    optional: dict[str, Any] = {
+        "agent": call.agent,
+        "capability": call.capability,
+        "uses": None if call.uses is None else callable_name(call.uses),
+        "with": _plain(call.with_),
+    }
+    return {key: value for key, value in optional.items() if value is not None}
 
 
 def _plain(value: Any) -> Any:
@@ -126,13 +203,16 @@ class _Reader:
     """Builds the model from a document that may break the schema, noting what it cannot read.
 
     It never raises: a value of the wrong type is replaced by its default (the schema check
-    reports it), and only what the schema cannot say (durations) is reported here.
+    reports it), and only what the schema cannot say (durations, keys a built-in step may not
+    have) is reported here.
     """
 
     def __init__(self, source: str, locations: Mapping[tuple[Key, ...], Location]) -> None:
         self.source = source
         self.locations = locations
         self.problems: list[DefinitionError] = []
+        self.defaults = _Policies()
+        self.agent_policies: dict[str, _Policies] = {}
         # An empty workflow lends its `locate`, so that problems found before the real one
         # exists are placed by the same rule as every later one.
         self.locate = Workflow(
@@ -143,12 +223,21 @@ class _Reader:
         agents = _mapping(doc.get("agents"))
         steps = _mapping(doc.get("steps"))
         input_schema = doc.get("input")
+        self.defaults = self.policies(("defaults",), _mapping(doc.get("defaults")))
+        max_output_bytes = _integer(doc.get("max_output_bytes"))
         return Workflow(
             name=_text(doc.get("name")),
             description=_text(doc.get("description")),
             input_schema=input_schema if isinstance(input_schema, Mapping) else None,
             output=doc.get("output"),
             max_parallel=_integer(doc.get("max_parallel")),
+            guards=Guards(
+                max_steps=_integer(doc.get("max_steps")),
+                deadline=self.duration(("deadline",), doc.get("deadline"), positive=True),
+                max_output_bytes=_DEFAULT_GUARDS.max_output_bytes
+                if max_output_bytes is None
+                else max_output_bytes,
+            ),
             agents={name: self.agent(str(name), _mapping(agent)) for name, agent in agents.items()},
             steps={step_id: self.step(str(step_id), _mapping(s)) for step_id, s in steps.items()},
             source=self.source,
@@ -156,8 +245,18 @@ class _Reader:
             locations=self.locations,
         )
 
+    def policies(self, path: tuple[Key, ...], doc: Mapping[str, Any]) -> _Policies:
+        """The `retry` and `timeout` in `doc` (workflow `defaults` or an agent)."""
+        retry = doc.get("retry")
+        return _Policies(
+            retry=None if retry is None else self.retry((*path, "retry"), retry),
+            timeout=self.duration((*path, "timeout"), doc.get("timeout"), positive=True),
+        )
+
     def agent(self, name: str, doc: Mapping[str, Any]) -> AgentSpec:
         capabilities = doc.get("capabilities")
+        circuit = doc.get("circuit")
+        self.agent_policies[name] = self.policies(("agents", name), doc)
         return AgentSpec(
             name=name,
             uses=_text(doc.get("uses")),
@@ -166,21 +265,49 @@ class _Reader:
             ),
             concurrency=_integer(doc.get("concurrency")),
             description=_text(doc.get("description")),
+            circuit=None
+            if circuit is None
+            else self.circuit(("agents", name, "circuit"), _mapping(circuit)),
+        )
+
+    def circuit(self, path: tuple[Key, ...], doc: Mapping[str, Any]) -> CircuitPolicy:
+        failures = _integer(doc.get("failures"))
+        window = self.duration((*path, "window"), doc.get("window"), positive=True)
+        cooldown = self.duration((*path, "cooldown"), doc.get("cooldown"), positive=True)
+        return CircuitPolicy(
+            failures=_DEFAULT_CIRCUIT.failures if failures is None else failures,
+            window=_DEFAULT_CIRCUIT.window if window is None else window,
+            cooldown=_DEFAULT_CIRCUIT.cooldown if cooldown is None else cooldown,
         )
 
     def step(self, step_id: str, doc: Mapping[str, Any]) -> Step:
         get = doc.get
+        path: tuple[Key, ...] = ("steps", step_id)
         needs = get("needs")
         condition = get("if")
         trigger = get("trigger")
-        retry = get("retry")
-        timeout = get("timeout")
         agent = get("agent")
         capability = get("capability")
         uses = get("uses")
         for_each = get("for_each")
         max_parallel = get("max_parallel")
         description = get("description")
+        sleep = get("sleep")
+        approval = get("approval")
+        fallback = get("fallback")
+        compensate = get("compensate")
+        builtin = next((key for key in _BUILTINS if get(key) is not None), None)
+        if builtin is not None:
+            for key in _NOT_FOR_BUILTINS:
+                if key in doc:
+                    self.problem(
+                        f"step {step_id!r} is a built-in {builtin} step and cannot have `{key}`",
+                        *path,
+                        key,
+                    )
+        retry, timeout = self.step_policies(
+            path, doc, agent if isinstance(agent, str) and builtin is None else None, builtin
+        )
         return Step(
             id=step_id,
             agent=agent if isinstance(agent, str) else None,
@@ -194,15 +321,38 @@ class _Reader:
             trigger=trigger if trigger in TRIGGERS else "all_success",
             for_each=for_each if isinstance(for_each, str) else None,
             max_parallel=None if max_parallel is None else _integer(max_parallel),
-            retry=_DEFAULT_RETRY
-            if retry is None
-            else self.retry(("steps", step_id, "retry"), retry),
-            timeout=None
-            if timeout is None
-            else self.duration(("steps", step_id, "timeout"), timeout, positive=True),
+            retry=retry,
+            timeout=timeout,
             continue_on_error=get("continue_on_error") is True,
             description=description if isinstance(description, str) else "",
+            sleep=None if sleep is None else self.duration((*path, "sleep"), sleep),
+            wait_until=self.wait_until((*path, "wait_until"), get("wait_until")),
+            approval=None if approval is None else self.approval((*path, "approval"), approval),
+            deadline=self.duration((*path, "deadline"), get("deadline"), positive=True),
+            fallback=None if fallback is None else _call(fallback),
+            compensate=None if compensate is None else _call(compensate),
         )
+
+    def step_policies(
+        self, path: tuple[Key, ...], doc: Mapping[str, Any], agent: str | None, builtin: str | None
+    ) -> tuple[RetryPolicy, float | None]:
+        """The step's retry and timeout: its own, else its agent's, else the workflow's.
+
+        A built-in step takes neither from its agent or the defaults: it calls no agent.
+        """
+        retry = doc.get("retry")
+        timeout = doc.get("timeout")
+        own_retry = None if retry is None else self.retry((*path, "retry"), retry)
+        own_timeout = self.duration((*path, "timeout"), timeout, positive=True)
+        if builtin is not None:
+            return own_retry or _DEFAULT_RETRY, own_timeout
+        declared = [self.agent_policies.get(agent, _Policies()) if agent else _Policies()]
+        declared.append(self.defaults)
+        if retry is None:
+            own_retry = next((p.retry for p in declared if p.retry is not None), None)
+        if timeout is None:
+            own_timeout = next((p.timeout for p in declared if p.timeout is not None), None)
+        return own_retry or _DEFAULT_RETRY, own_timeout
 
     def retry(self, path: tuple[Key, ...], value: Any) -> RetryPolicy:
         attempts = _integer(value)
@@ -213,12 +363,56 @@ class _Reader:
         backoff = self.duration((*path, "backoff"), doc.get("backoff"))
         factor = doc.get("factor")
         max_backoff = self.duration((*path, "max_backoff"), doc.get("max_backoff"))
+        jitter = doc.get("jitter")
         return RetryPolicy(
             attempts=_DEFAULT_RETRY.attempts if attempts is None else attempts,
             backoff=_DEFAULT_RETRY.backoff if backoff is None else backoff,
             factor=float(factor) if _is_number(factor) else _DEFAULT_RETRY.factor,
             max_backoff=_DEFAULT_RETRY.max_backoff if max_backoff is None else max_backoff,
+            jitter=float(jitter) if _is_number(jitter) else _DEFAULT_RETRY.jitter,
+            on=_names(doc.get("on")),
+            not_on=_names(doc.get("not_on")),
         )
+
+    def approval(self, path: tuple[Key, ...], value: Any) -> Approval:
+        if isinstance(value, str):
+            return Approval(prompt=value)
+        doc = _mapping(value)
+        schema = doc.get("schema")
+        default = doc.get("default")
+        return Approval(
+            prompt=_text(doc.get("prompt")),
+            schema=schema if isinstance(schema, Mapping) else None,
+            timeout=self.duration((*path, "timeout"), doc.get("timeout"), positive=True),
+            default=default if default in ("approve", "reject") else None,
+        )
+
+    def wait_until(self, path: tuple[Key, ...], value: Any) -> str | None:
+        """The `wait_until` text: an expression, or a literal time made into one.
+
+        The engine evaluates the text as a condition (`${{ expr }}` or a bare expression), in
+        which a bare number is epoch seconds; a literal ISO 8601 time is quoted to stay text.
+        """
+        if _is_number(value):
+            return repr(value)
+        if not isinstance(value, str):
+            return None
+        text = value.strip()
+        if "${{" in text or not _ISO_TIME.fullmatch(text):
+            return value
+        try:
+            datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            self.problem(
+                f"{path_text(path)}: {value!r} is not an ISO 8601 time "
+                "(such as 2026-11-24T18:00:00Z)",
+                *path,
+            )
+            return None
+        return f"${{{{ '{text}' }}}}"
+
+    def problem(self, message: str, *path: Key) -> None:
+        self.problems.append(DefinitionError(message, where=self.locate(*path)))
 
     def duration(
         self, path: tuple[Key, ...], value: Any, *, positive: bool = False
@@ -229,19 +423,26 @@ class _Reader:
         try:
             seconds = parse_duration(value)
         except ValueError as exc:
-            self.problems.append(
-                DefinitionError(f"{path_text(path)}: {exc}", where=self.locate(*path))
-            )
+            self.problem(f"{path_text(path)}: {exc}", *path)
             return None
         if positive and seconds <= 0:
-            self.problems.append(
-                DefinitionError(
-                    f"{path_text(path)} must be more than 0, not {value!r}",
-                    where=self.locate(*path),
-                )
-            )
+            self.problem(f"{path_text(path)} must be more than 0, not {value!r}", *path)
             return None
         return seconds
+
+
+def _call(value: Any) -> Call:
+    doc = _mapping(value)
+    return Call(
+        agent=_optional_text(doc.get("agent")),
+        capability=_optional_text(doc.get("capability")),
+        uses=_optional_text(doc.get("uses")),
+        with_=doc.get("with"),
+    )
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(item for item in _list(value) if isinstance(item, str))
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

@@ -309,7 +309,8 @@ def _as_text(value: Any) -> str:
 def _compile_expression(source: str) -> _Expression:
     """Parse and analyse one expression; raises `ValueError` with a message for the user."""
     source = source.strip()
-    text = f"{_OPEN} {source} {_CLOSE}"
+    # Messages name the expression on one line, whatever line breaks it was written with.
+    text = f"{_OPEN} {' '.join(source.split())} {_CLOSE}"
     if not source:
         raise ValueError(f"{text}: the expression is empty")
     from podium.spec.sandbox import parse

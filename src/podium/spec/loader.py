@@ -124,8 +124,18 @@ def parse_yaml(
         where = _location(source, mark) if mark else Location(source)
         problem = exc.problem or exc.context or "not valid YAML"
         raise DefinitionError(f"YAML syntax error: {problem}", where=where) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML does not accept; PyYAML gives its offset in the text, not a mark.
+        before = text[: exc.position]
+        where = Location(source, before.count("\n") + 1, len(before) - before.rfind("\n"))
+        raise DefinitionError(
+            f"YAML syntax error: character {_character(exc.character)} is not allowed "
+            f"({exc.reason})",
+            where=where,
+        ) from None
     except yaml.YAMLError as exc:
-        raise DefinitionError(f"not valid YAML: {exc}", where=Location(source)) from None
+        message = " ".join(str(exc).split())
+        raise DefinitionError(f"not valid YAML: {message}", where=Location(source)) from None
     except RecursionError:
         raise DefinitionError("the YAML is nested too deeply", where=Location(source)) from None
     finally:
@@ -250,6 +260,11 @@ def _quick_build(loader: Any, source: str) -> tuple[Any, _Positions] | None:
     if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent:
         return None
     return value, _Positions(source, positions)
+
+
+def _character(character: Any) -> str:
+    code = character if isinstance(character, int) else ord(str(character)[:1] or "\0")
+    return f"U+{code:04X}"
 
 
 def _location(source: str, mark: Any) -> Location:

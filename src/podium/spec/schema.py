@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["IDENTIFIER", "bad_identifier", "load_schema", "schema_problems", "suggest"]
 
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_-]*$"
+ERROR_TYPE = "^[A-Za-z_][A-Za-z0-9_.]*$"
 
 Locate = Callable[..., Location]
 
@@ -121,6 +122,8 @@ def _message(name: str, kind: str, expected: Any, instance: Any) -> str:
         return f"{name} must be {_types(expected)}, not {describe_type(instance)}"
     if kind == "minimum":
         return f"{name} must be at least {expected}, not {instance!r}"
+    if kind == "maximum":
+        return f"{name} must be at most {expected}, not {instance!r}"
     if kind in ("minLength", "minProperties"):
         return f"{name} must not be empty"
     if kind == "enum":
@@ -128,6 +131,8 @@ def _message(name: str, kind: str, expected: Any, instance: Any) -> str:
         return f"{name} must be one of {', '.join(expected)}, not {instance!r}{hint}"
     if kind == "pattern" and expected == IDENTIFIER:
         return f"{name}: {bad_identifier(instance, 'name')}"
+    if kind == "pattern" and expected == ERROR_TYPE:
+        return f"{name} must be an error type name such as TimeoutError, not {instance!r}"
     if kind == "pattern":
         return f"{name} must be a Python callable written 'module:attribute', not {instance!r}"
     return f"{name}: {instance!r} is not valid ({kind} {expected!r})"
@@ -257,6 +262,12 @@ def _quick_check() -> Check:
             low = schema["minimum"]
             checks.append(
                 lambda v: not isinstance(v, int | float) or isinstance(v, bool) or v >= low
+            )
+        if "maximum" in rest:
+            rest.discard("maximum")
+            high = schema["maximum"]
+            checks.append(
+                lambda v: not isinstance(v, int | float) or isinstance(v, bool) or v <= high
             )
         if "enum" in rest:
             rest.discard("enum")

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from podium.errors import CycleError, DefinitionError, Location
-from podium.model.workflow import TRIGGERS, Step, Workflow
+from podium.model.workflow import TRIGGERS, Call, RetryPolicy, Step, Workflow
 from podium.spec.expressions import Template, compile_condition, compile_template
 from podium.spec.paths import Key, path_text
 from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
@@ -25,6 +25,7 @@ from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
 __all__ = ["Ancestry", "find_cycles", "sort_problems", "validate_workflow"]
 
 _IDENTIFIER = re.compile(IDENTIFIER)
+_DEFAULT_RETRY = RetryPolicy()
 
 
 def validate_workflow(wf: Workflow) -> None:
@@ -38,12 +39,20 @@ def validate_workflow(wf: Workflow) -> None:
                 DefinitionError(bad_identifier(name, "agent name"), where=wf.locate("agents", name))
             )
         _at_least_one(wf, problems, ("agents", name, "concurrency"), agent.concurrency)
+        if agent.circuit is not None:
+            path = ("agents", name, "circuit")
+            _at_least_one(wf, problems, (*path, "failures"), agent.circuit.failures)
+            _more_than_zero(wf, problems, (*path, "window"), agent.circuit.window)
+            _more_than_zero(wf, problems, (*path, "cooldown"), agent.circuit.cooldown)
     for key, step in wf.steps.items():
         _check_step(wf, key, step, capabilities, problems)
         _check_step_expressions(wf, step, ancestry, problems)
     for cycle in find_cycles(wf):
         problems.append(CycleError(cycle, where=wf.locate("steps", cycle[0], "needs")))
     _at_least_one(wf, problems, ("max_parallel",), wf.max_parallel)
+    _at_least_one(wf, problems, ("max_steps",), wf.guards.max_steps)
+    _more_than_zero(wf, problems, ("deadline",), wf.guards.deadline)
+    _at_least_one(wf, problems, ("max_output_bytes",), wf.guards.max_output_bytes)
     _check_output(wf, problems)
     _check_input_schema(wf, problems)
     if problems:
@@ -122,8 +131,123 @@ def _check_step(
         problem(
             f"step {sid!r}: retry needs backoff >= 0, max_backoff >= 0 and factor >= 1", "retry"
         )
+    if not 0 <= retry.jitter <= 1:
+        problem(
+            f"step {sid!r}: retry.jitter must be between 0 and 1, not {retry.jitter!r}", "retry"
+        )
     if step.timeout is not None and step.timeout <= 0:
         problem(f"step {sid!r}: timeout must be more than 0, not {step.timeout!r}", "timeout")
+    if step.deadline is not None and step.deadline <= 0:
+        problem(f"step {sid!r}: deadline must be more than 0, not {step.deadline!r}", "deadline")
+    if step.sleep is not None and step.sleep < 0:
+        problem(f"step {sid!r}: sleep must be 0 or more, not {step.sleep!r}", "sleep")
+    builtin = step.builtin
+    if builtin is not None:
+        present = (
+            ("with", step.with_ is not None),
+            ("retry", step.retry != _DEFAULT_RETRY),
+            ("fallback", step.fallback is not None),
+            ("compensate", step.compensate is not None),
+        )
+        for field, is_set in present:
+            if is_set:
+                problem(
+                    f"step {sid!r} is a built-in {builtin} step and cannot have `{field}`", field
+                )
+    if step.approval is not None:
+        _check_approval(wf, step, problems)
+    for field, call in (("fallback", step.fallback), ("compensate", step.compensate)):
+        if call is not None:
+            _check_call(wf, sid, field, call, capabilities, problems)
+
+
+def _check_approval(wf: Workflow, step: Step, problems: list[DefinitionError]) -> None:
+    approval = step.approval
+    assert approval is not None
+    path = ("steps", step.id, "approval")
+
+    def problem(message: str, *inner: Key) -> None:
+        problems.append(DefinitionError(message, where=wf.locate(*path, *inner)))
+
+    if not isinstance(approval.prompt, str) or not approval.prompt:
+        problem(f"step {step.id!r}: approval needs a prompt", "prompt")
+    if approval.timeout is not None and approval.timeout <= 0:
+        problem(
+            f"step {step.id!r}: approval.timeout must be more than 0, not {approval.timeout!r}",
+            "timeout",
+        )
+    if approval.default is not None:
+        if approval.default not in ("approve", "reject"):
+            problem(
+                f"step {step.id!r}: approval.default must be approve or reject, "
+                f"not {approval.default!r}",
+                "default",
+            )
+        elif approval.timeout is None:
+            problem(
+                f"step {step.id!r}: approval.default needs a timeout (the default decision "
+                "applies once the timeout has passed)",
+                "default",
+            )
+    if approval.schema is not None:
+        found = _json_schema_problem(approval.schema)
+        if found is not None:
+            message, inner = found
+            problem(
+                f"step {step.id!r}: approval.schema is not a valid JSON Schema: {message}",
+                "schema",
+                *inner,
+            )
+
+
+def _check_call(
+    wf: Workflow,
+    sid: str,
+    field: str,
+    call: Call,
+    capabilities: set[str],
+    problems: list[DefinitionError],
+) -> None:
+    """A step's `fallback` or `compensate`: one target, and one that exists."""
+
+    def problem(message: str, *path: Key) -> None:
+        problems.append(DefinitionError(message, where=wf.locate("steps", sid, field, *path)))
+
+    named = [
+        name
+        for name, value in (
+            ("agent", call.agent),
+            ("capability", call.capability),
+            ("uses", call.uses),
+        )
+        if value is not None
+    ]
+    if len(named) != 1:
+        found = f" (it names {' and '.join(named)})" if named else ""
+        problem(f"step {sid!r}: {field} must name exactly one of agent, capability or uses{found}")
+    if call.agent is not None and call.agent not in wf.agents:
+        problem(
+            f"step {sid!r}: {field} uses unknown agent {call.agent!r}"
+            f"{suggest(call.agent, wf.agents)}",
+            "agent",
+        )
+    if call.capability is not None and call.capability not in capabilities:
+        problem(
+            f"step {sid!r}: {field} needs capability {call.capability!r}, which no agent "
+            f"declares{suggest(call.capability, capabilities)}",
+            "capability",
+        )
+
+
+def _more_than_zero(
+    wf: Workflow, problems: list[DefinitionError], path: tuple[Key, ...], value: float | None
+) -> None:
+    if value is not None and not value > 0:
+        problems.append(
+            DefinitionError(
+                f"{path_text(path)} must be more than 0, not {value!r}", where=wf.locate(*path)
+            )
+        )
 
 
 def _at_least_one(
@@ -141,17 +265,29 @@ def _check_step_expressions(
     wf: Workflow, step: Step, ancestry: Ancestry, problems: list[DefinitionError]
 ) -> None:
     sid = step.id
-    fields = (("with", step.with_), ("if", step.condition), ("for_each", step.for_each))
+    fields: list[tuple[tuple[Key, ...], Any]] = [
+        (("with",), step.with_),
+        (("if",), step.condition),
+        (("for_each",), step.for_each),
+        (("wait_until",), step.wait_until),
+    ]
+    if step.approval is not None and isinstance(step.approval.prompt, str):
+        fields.append((("approval", "prompt"), step.approval.prompt))
+    for name, call in (("fallback", step.fallback), ("compensate", step.compensate)):
+        if call is not None:
+            fields.append(((name, "with"), call.with_))
     for field, value in fields:
         if value is None:
             continue  # nothing to check (a null `with` reads nothing)
-        template = _compile_field(wf, ("steps", sid, field), value, problems)
+        template = _compile_field(wf, ("steps", sid, *field), value, problems)
         if template is None:
             continue
-        where = wf.locate("steps", sid, field)
+        where = wf.locate("steps", sid, *field)
         for ref in sorted(template.references):
             if ref not in wf.steps:
                 problems.append(_unknown_step(wf, f"step {sid!r}", ref, where))
+            elif ref == sid and field[0] == "compensate":
+                continue  # what a compensation undoes is the step's own output
             elif not ancestry.is_upstream(ref, of=step.id):
                 problems.append(
                     DefinitionError(
@@ -160,8 +296,11 @@ def _check_step_expressions(
                         where=where,
                     )
                 )
-        if template.uses_item and (field != "with" or step.for_each is None):
-            where_used = "a step without for_each" if field == "with" else f"its {field}"
+        item_scope = field in (("with",), ("fallback", "with"))
+        if template.uses_item and (not item_scope or step.for_each is None):
+            where_used = (
+                "a step without for_each" if item_scope else f"its {'.'.join(map(str, field))}"
+            )
             problems.append(
                 DefinitionError(
                     f"step {sid!r} reads item or index in {where_used}; they exist only in the "
@@ -192,10 +331,7 @@ def _check_output(wf: Workflow, problems: list[DefinitionError]) -> None:
 def _check_input_schema(wf: Workflow, problems: list[DefinitionError]) -> None:
     if wf.input_schema is None:
         return
-    schema = dict(wf.input_schema)
-    # A schema that JSON gives back exactly is known by its text (key order kept: it can
-    # change which error is reported); any other is checked afresh.
-    found = _json_schema_error(json.dumps(schema)) if _plain_json(schema) else _schema_error(schema)
+    found = _json_schema_problem(wf.input_schema)
     if found is not None:
         message, path = found
         problems.append(
@@ -203,6 +339,14 @@ def _check_input_schema(wf: Workflow, problems: list[DefinitionError]) -> None:
                 f"input is not a valid JSON Schema: {message}", where=wf.locate("input", *path)
             )
         )
+
+
+def _json_schema_problem(schema: Mapping[str, Any]) -> tuple[str, tuple[Key, ...]] | None:
+    """Why `schema` is not a valid JSON Schema (and where in it), or None if it is."""
+    plain = dict(schema)
+    # A schema that JSON gives back exactly is known by its text (key order kept: it can
+    # change which error is reported); any other is checked afresh.
+    return _json_schema_error(json.dumps(plain)) if _plain_json(plain) else _schema_error(plain)
 
 
 @functools.lru_cache(maxsize=64)
@@ -238,10 +382,11 @@ def _schema_error(schema: dict[str, Any]) -> tuple[str, tuple[Key, ...]] | None:
 def _compile_field(
     wf: Workflow, path: tuple[Key, ...], value: Any, problems: list[DefinitionError]
 ) -> Template | None:
-    """The compiled `if`/`for_each` (conditions) or any other value; None if it has errors."""
+    """The compiled `if`/`for_each`/`wait_until` (conditions) or any other value; None if it
+    has errors."""
     where = wf.locate(*path)
     try:
-        if path[-1] in ("if", "for_each"):
+        if path[-1] in ("if", "for_each", "wait_until"):
             return compile_condition(value, where=where)
         return compile_template(value, where=_locator(wf, *path))
     except DefinitionError as exc:
