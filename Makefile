@@ -39,3 +39,14 @@ bench: $(RUN_STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache bench/results.json
+
+# The long fuzz run: 25,000 examples in each of the 4 fuzz tests, 100,000 definitions in all.
+.PHONY: fuzz
+fuzz: $(STAMP)
+	PODIUM_FUZZ_EXAMPLES=25000 $(BIN)/pytest -q tests/fuzz --timeout=3600 \
+		--hypothesis-show-statistics
+
+# The crash test with many more seeds than `make test` runs (SQLite and PostgreSQL).
+.PHONY: torture
+torture: $(STAMP)
+	PODIUM_TORTURE_SEEDS=60 $(BIN)/pytest -q tests/e2e/test_crash.py --timeout=3600

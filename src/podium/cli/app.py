@@ -455,6 +455,8 @@ def _parse_json(text: str, option: str) -> Any:
     """`text` as JSON, or an `InputError` naming the option and where the JSON breaks."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InputError(f"{option} is nested too deeply") from None
     except json.JSONDecodeError as error:
         raise InputError(
             f"{option} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"

@@ -147,7 +147,7 @@ async def approve(
     for the process executing the run, or for the next `resume_run` of a waiting run.
     """
     async with _opened(store) as opened:
-        check_decision(await opened.load(run_id), step, data)
+        check_decision(await opened.load(run_id), step, data, approved=approved)
         decision = Decision(
             key=step,
             approved=approved,

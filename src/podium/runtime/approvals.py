@@ -145,11 +145,13 @@ class Approvals:
         self.awaiting.pop(key, None)
 
 
-def check_decision(events: list[Event], key: str, data: Any) -> ApprovalRequested:
+def check_decision(
+    events: list[Event], key: str, data: Any, *, approved: bool
+) -> ApprovalRequested:
     """The request a decision answers; raises a clear error if there is none to answer.
 
-    `data` is checked against the request's schema, so a bad answer is refused at the door
-    rather than failing the run later.
+    The data of an approval is checked against the request's schema, so a bad answer is
+    refused at the door rather than failing the run later; a rejection needs no data.
     """
     request: ApprovalRequested | None = None
     decided = False
@@ -164,7 +166,7 @@ def check_decision(events: list[Event], key: str, data: Any) -> ApprovalRequeste
         raise RunError(f"step {key!r} of this run is not asking for approval{hint}")
     if decided:
         raise RunError(f"step {key!r} was already decided")
-    if request.schema is not None:
+    if approved and request.schema is not None:
         import jsonschema
 
         problems = list(jsonschema.Draft202012Validator(request.schema).iter_errors(data))

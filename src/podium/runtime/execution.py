@@ -562,10 +562,10 @@ class Execution:
             try:  # also gives every backend the same plain JSON types (tuples become lists)
                 encoded = _encode(ended.output)
                 output = _decode(encoded)
-            except (TypeError, ValueError, OverflowError) as exc:
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 ended.error = AgentError(
                     f"returned a value that is not JSON-serialisable "
-                    f"({type(ended.output).__name__}): {exc}"
+                    f"({type(ended.output).__name__}): {exc or 'nested too deeply'}"
                 )
                 ended.error.retryable = False
             else:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from podium.agents import Agent, PythonAgent, Registry, import_callable
 from podium.errors import DefinitionError, InputError, Location
 from podium.model import Step, Workflow
@@ -60,7 +62,21 @@ class Prepared:
     output: Template
 
     def check_input(self, value: Any) -> None:
-        """Validate the run input against the workflow's `input` schema; raises InputError."""
+        """Check the run input is JSON data and fits the workflow's `input` schema.
+
+        Raises `InputError`. The input is stored with the run, so what cannot be stored is
+        refused here, before anything is written.
+        """
+        try:
+            msgspec.json.encode(value)
+        except RecursionError:
+            raise InputError(
+                f"{self.workflow.source}: the run input is nested too deeply"
+            ) from None
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InputError(
+                f"{self.workflow.source}: the run input is not JSON data: {exc}"
+            ) from None
         schema = self.workflow.input_schema
         if schema is None:
             return
