@@ -53,12 +53,13 @@ steps:
     for_each: "${{ input.items }}"
     max_parallel: 3
     uses: "crash_agents:work"
-    with: {delay: 0.1}
+    with: {delay: 0.15}
   flaky:
     needs: [start]
     uses: "crash_agents:flaky"
     retry: {attempts: 2, backoff: 300ms}
-  join: {needs: [fan, flaky], uses: "crash_agents:work", with: {delay: 0.1}}
+  gate: {needs: [start], approval: "Go on?"}
+  join: {needs: [fan, flaky, gate], uses: "crash_agents:work", with: {delay: 0.1}}
   tail1: {needs: [join], uses: "crash_agents:work", with: {delay: 0.1}}
   tail2: {needs: [tail1], uses: "crash_agents:work", with: {delay: 0.1}}
 output:
@@ -86,8 +87,9 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def podium(folder: Path, db: str, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "LEDGER": str(folder / "ledger"), "PODIUM_DB": db}
+    json_output = ["--json"] if args[0] in ("run", "resume") else []
     return subprocess.Popen(
-        [sys.executable, "-m", "podium", *args, "--json"],
+        [sys.executable, "-m", "podium", *args, *json_output],
         cwd=folder,
         env=env,
         stdout=subprocess.PIPE,
@@ -115,31 +117,50 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path, db: str, seed: in
     (tmp_path / "wf.yaml").write_text(WORKFLOW)
     done_before_a_kill: set[str] = set()
     kills = 0
+    approved = False
+
+    def approve_the_gate() -> None:
+        """Decide the approval, if the run has asked for it yet (the CLI refuses otherwise)."""
+        nonlocal approved
+        if not approved:
+            decide = podium(tmp_path, db, "approve", "r", "gate")
+            decide.communicate(timeout=60)
+            approved = decide.returncode == 0
+
     args = ["run", "wf.yaml", "--run-id", "r", "--input", json.dumps({"items": ITEMS})]
-    for attempt in range(4):
-        process = podium(tmp_path, db, *(args if attempt == 0 else ["resume", "r"]))
+    created = False  # a process killed before it created the run leaves nothing to resume
+    for _ in range(8):
+        process = podium(tmp_path, db, *(["resume", "r"] if created else args))
         # The first process is always killed; later ones half of the time.
-        if attempt == 0 or (attempt < 3 and rng.random() < 0.5):
-            time.sleep(rng.uniform(0.2, 0.9))
+        if kills == 0 or (kills < 4 and rng.random() < 0.5):
+            time.sleep(rng.uniform(0.15, 0.6))  # a process reaches the gate after ~0.7 s
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.communicate()
                 kills += 1
                 with contextlib.suppress(RunNotFound):  # killed before the run was created
                     done_before_a_kill |= committed_successes(db)
+                    created = True
+                if rng.random() < 0.5:  # a person decides while no process runs it
+                    approve_the_gate()
                 continue
         stdout, stderr = process.communicate(timeout=60)
+        created = True
+        if process.returncode == 3:  # waiting for the gate: decide, then resume
+            assert json.loads(stdout)["status"] == "waiting"
+            approve_the_gate()
+            continue
         assert process.returncode == 0, stderr
         assert json.loads(stdout)["output"] == EXPECTED
         break
     else:
-        stdout, stderr = podium(tmp_path, db, "resume", "r").communicate(timeout=60)
-        assert json.loads(stdout)["output"] == EXPECTED, stderr
+        pytest.fail("the run did not finish after eight processes")
     assert kills >= 1, "the run ended before the first kill: make the workflow longer"
+    assert approved
 
     ledger = Counter((tmp_path / "ledger").read_text().split())
     assert set(ledger) == ALL_KEYS  # every side effect happened
-    for key in done_before_a_kill:
+    for key in done_before_a_kill & ALL_KEYS:  # the approval writes no ledger line
         assert ledger[key] == 1, f"{key} was committed before a kill but ran {ledger[key]} times"
     for key, count in ledger.items():
         assert count <= 1 + kills, f"{key} ran {count} times with {kills} kills"
