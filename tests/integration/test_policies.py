@@ -251,3 +251,44 @@ async def test_an_output_over_the_limit_fails_the_step_without_retry() -> None:
     assert result.error.type == "OutputTooLarge"
     assert "max_output_bytes (1,000,000)" in result.error.message
     assert calls["s"] == 1
+
+
+async def spend(ctx: StepContext, tokens: int) -> int:
+    ctx.report_usage(tokens=tokens, cost=tokens / 1000)
+    order.append(ctx.key)
+    return tokens
+
+
+def spending(guards: Guards) -> Workflow:
+    return Workflow(
+        name="budget",
+        guards=guards,
+        steps=[
+            Step(id=f"s{i}", uses=spend, with_={"tokens": 400}, needs=(f"s{i - 1}",) if i else ())
+            for i in range(5)
+        ],
+    )
+
+
+async def test_usage_is_recorded_per_step_and_summed_for_the_run() -> None:
+    result = await run_workflow(spending(Guards()))
+    assert result.status == "succeeded"
+    assert result.history.usage.tokens == 2000
+    assert result.history.usage.cost == pytest.approx(2.0)
+    assert result.history.steps["s3"].usage.tokens == 400
+
+
+@pytest.mark.parametrize(
+    "guards", [Guards(max_tokens=1000), Guards(max_cost=1.0)], ids=["max_tokens", "max_cost"]
+)
+async def test_a_budget_stops_the_run_once_exceeded(guards: Guards) -> None:
+    result = await run_workflow(spending(guards))
+    assert result.status == "failed"
+    assert result.error is not None
+    assert result.error.type == "GuardExceeded"
+    assert order == ["s0", "s1", "s2"]  # 1,200 tokens used: over the limit, nothing more starts
+
+
+async def test_a_budget_that_is_exactly_met_lets_the_run_finish() -> None:
+    result = await run_workflow(spending(Guards(max_tokens=2000)))
+    assert result.status == "succeeded"

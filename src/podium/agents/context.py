@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from podium.model import Usage
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepContext:
     """Handed to a callable that has a parameter named `ctx`.
 
     `idempotency_key` is the same for every attempt of a unit and after a crash and resume:
-    an agent with side effects can use it to do them at most once.
+    an agent with side effects can use it to do them at most once. `report_usage` adds what
+    the call consumed (model tokens, money); it is recorded with the step and counts
+    towards the run's `max_tokens` and `max_cost`.
     """
 
     run_id: str
@@ -19,7 +23,11 @@ class StepContext:
     index: int | None
     attempt: int
     agent: str
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def idempotency_key(self) -> str:
         return f"{self.run_id}/{self.key}"
+
+    def report_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
+        self.usage = self.usage + Usage(tokens=tokens, cost=cost)

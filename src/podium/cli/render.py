@@ -129,6 +129,8 @@ def print_run(console: Console, history: RunHistory, db: str) -> None:
     if history.status == "succeeded":
         console.print(Text("output:", style="bold"))
         console.print_json(data=history.output, default=str)
+    if history.usage.tokens or history.usage.cost:
+        console.print(f"usage: {history.usage.tokens:,} tokens, cost {history.usage.cost:.4f}")
     console.print(f"db: {describe_db(db)}")
 
 

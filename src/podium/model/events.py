@@ -28,6 +28,16 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     step: str | None = None
 
 
+class Usage(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What a call consumed, as its agent reported it: model tokens and money."""
+
+    tokens: int = 0
+    cost: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(tokens=self.tokens + other.tokens, cost=self.cost + other.cost)
+
+
 class Event(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, tag_field="type"):
     """Base of every event: its place in the run's log and when it happened (epoch seconds)."""
 
@@ -73,6 +83,7 @@ class StepSucceeded(Event, tag="step_succeeded", frozen=True, kw_only=True, omit
     index: int | None = None
     attempt: int = 1
     output: Any = None
+    usage: Usage | None = None
 
     @property
     def key(self) -> str:
@@ -87,6 +98,7 @@ class StepAttemptFailed(Event, tag="step_retrying", frozen=True, kw_only=True, o
     attempt: int
     error: ErrorInfo
     retry_at: float
+    usage: Usage | None = None
 
     @property
     def key(self) -> str:
@@ -100,6 +112,7 @@ class StepFailed(Event, tag="step_failed", frozen=True, kw_only=True, omit_defau
     index: int | None = None
     attempt: int
     error: ErrorInfo
+    usage: Usage | None = None
 
     @property
     def key(self) -> str:
@@ -178,6 +191,7 @@ class StepFellBack(Event, tag="step_fell_back", frozen=True, kw_only=True, omit_
     attempt: int
     error: ErrorInfo
     to: str
+    usage: Usage | None = None
 
     @property
     def key(self) -> str:

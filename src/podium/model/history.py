@@ -24,6 +24,7 @@ from podium.model.events import (
     StepSkipped,
     StepStarted,
     StepSucceeded,
+    Usage,
     step_key,
 )
 
@@ -46,6 +47,7 @@ class StepRecord:
     output: Any = None
     error: ErrorInfo | None = None
     items: int | None = None
+    usage: Usage = field(default_factory=Usage)  # summed over attempts (and items)
     settled_items: int = 0  # of a for_each step: items that succeeded or failed so far
 
     def as_json(self) -> dict[str, Any]:
@@ -58,6 +60,7 @@ class StepRecord:
             "ended_at": self.ended_at,
             "output": self.output,
             "error": _error_json(self.error),
+            "usage": {"tokens": self.usage.tokens, "cost": self.usage.cost},
         }
 
 
@@ -74,6 +77,7 @@ class RunHistory:
     started_at: float | None = None
     ended_at: float | None = None
     resumes: int = 0
+    usage: Usage = field(default_factory=Usage)  # everything the run's agents reported
     steps: dict[str, StepRecord] = field(default_factory=lambda: {})
 
     @classmethod
@@ -91,6 +95,9 @@ class RunHistory:
         return record
 
     def apply(self, event: Event) -> None:
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            self._add_usage(event, usage)
         match event:
             case StepStarted():
                 record = self._record(event.step, event.index)
@@ -159,6 +166,17 @@ class RunHistory:
             case _:
                 pass
 
+    def _add_usage(self, event: Event, usage: Usage) -> None:
+        """Count reported usage on the unit, on its for_each step, and on the run."""
+        self.usage = self.usage + usage
+        step: str = getattr(event, "step", "")
+        index: int | None = getattr(event, "index", None)
+        record = self._record(step, index)
+        record.usage = record.usage + usage
+        if index is not None:
+            parent = self._record(step, None)
+            parent.usage = parent.usage + usage
+
     def _touch_parent(self, step: str, index: int | None, at: float) -> None:
         if index is None:
             return
@@ -197,6 +215,7 @@ class RunHistory:
             "error": _error_json(self.error),
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "usage": {"tokens": self.usage.tokens, "cost": self.usage.cost},
             "steps": {key: record.as_json() for key, record in self.steps.items()},
         }
 

@@ -181,12 +181,15 @@ class Guards:
     """Run-level fail-safes: exceeding one stops the run cleanly, with the reason.
 
     `max_steps` counts units started (retries included); `deadline` is seconds from the
-    run's start; `max_output_bytes` bounds one unit's JSON output.
+    run's start; `max_output_bytes` bounds one unit's JSON output; `max_tokens` and
+    `max_cost` bound the usage agents report (`ctx.report_usage`), summed over the run.
     """
 
     max_steps: int | None = None
     deadline: float | None = None
     max_output_bytes: int = 16 * 1024 * 1024
+    max_tokens: int | None = None
+    max_cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True, init=False)

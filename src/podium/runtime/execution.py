@@ -43,6 +43,7 @@ from podium.model import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    Usage,
 )
 from podium.runtime.approvals import Approvals, Decision
 from podium.runtime.clock import Cancellable, Clock
@@ -69,6 +70,7 @@ class _Ended:
     seconds: float
     output: Any = None
     error: BaseException | None = None
+    usage: Usage | None = None  # what the agent reported through its context
 
 
 class Execution:
@@ -202,7 +204,7 @@ class Execution:
     def _timers_due(self) -> None:
         now = self.clock.now()
         self.active.wake(now)
-        reason = self._policy.guard_breached(now)
+        reason = self._policy.guard_breached(now, starting=False)
         if reason is not None:
             self._stop(reason)
 
@@ -355,7 +357,7 @@ class Execution:
 
     def _guard_stops_before(self, unit: Unit) -> bool:
         """Whether starting `unit` would break a run guard; if so, stop the run."""
-        reason = self._policy.guard_breached(self.clock.now())
+        reason = self._policy.guard_breached(self.clock.now(), starting=True)
         if reason is not None:
             self.active.defer(unit, "stopped")
             self._stop(reason)
@@ -483,6 +485,9 @@ class Execution:
         except Exception as exc:  # the agent's own failure; cancellation passes through
             ended.error = exc
         ended.seconds = loop.time() - began
+        if ctx.usage.tokens or ctx.usage.cost:
+            ended.usage = ctx.usage
+            self._policy.add_usage(ctx.usage)
         self._ended.append(ended)
         self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
         self._poke()
@@ -504,6 +509,10 @@ class Execution:
         for unit, decision in self._approvals.decisions(self.clock.now()):
             completions.extend(self._decided(unit, decision))
         await self._commit(completions)
+        if completions and self._policy.guarded:
+            reason = self._policy.guard_breached(self.clock.now(), starting=False)
+            if reason is not None:
+                self._stop(reason)
 
     def _decided(self, unit: Unit, decision: Decision) -> list[Event]:
         """The decision, then the step's outcome: success with the data, or failure."""
@@ -578,6 +587,7 @@ class Execution:
                         index=unit.index,
                         attempt=unit.attempt,
                         output=output,
+                        usage=ended.usage,
                     )
                 ended.error = OutputTooLarge(
                     f"returned {len(encoded):,} bytes of JSON, over max_output_bytes ({limit:,})"
@@ -585,7 +595,7 @@ class Execution:
         error = self._error_info(unit, ended.agent, ended.error)
         prepared = self.prepared.steps[unit.step]
         return self._policy.after_failure(
-            prepared, unit, ended.error, error, seq=self._next_seq(), now=now
+            prepared, unit, ended.error, error, seq=self._next_seq(), now=now, usage=ended.usage
         )
 
     def _error_info(self, unit: Unit, agent: Agent | None, error: BaseException) -> ErrorInfo:

@@ -24,6 +24,8 @@ from podium.model import (
     StepFailed,
     StepFellBack,
     StepStarted,
+    StepSucceeded,
+    Usage,
 )
 from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
 from podium.scheduler import Unit
@@ -47,7 +49,10 @@ class Policies:
         self._first_start: dict[str, float] = {}
         self._fallback_from: dict[str, int] = {}  # unit key -> its first attempt on fallback
         started_at = 0.0
+        self.usage = Usage()
         for event in history:
+            if isinstance(event, StepSucceeded | StepAttemptFailed | StepFellBack | StepFailed):
+                self.add_usage(event.usage)
             if isinstance(event, StepStarted):
                 self.count_start(event.key, event.at)
             elif isinstance(event, StepFellBack):
@@ -56,7 +61,15 @@ class Policies:
                 started_at = event.at
         deadline = self._guards.deadline
         self.run_deadline = None if deadline is None else started_at + deadline
-        self.guarded = self._guards.max_steps is not None or deadline is not None
+        guards = self._guards
+        self.guarded = any(
+            limit is not None
+            for limit in (guards.max_steps, deadline, guards.max_tokens, guards.max_cost)
+        )
+
+    def add_usage(self, usage: Usage | None) -> None:
+        if usage is not None:
+            self.usage = self.usage + usage
 
     def count_start(self, key: str, now: float) -> None:
         self.started += 1
@@ -78,16 +91,30 @@ class Policies:
             raise DeadlineExceeded(f"the step's deadline of {step.deadline:g}s has passed")
         return left if step.timeout is None else min(step.timeout, left)
 
-    def guard_breached(self, now: float) -> ErrorInfo | None:
-        """Why the run must stop now, if a guard says so."""
+    def guard_breached(self, now: float, *, starting: bool) -> ErrorInfo | None:
+        """Why the run must stop now, if a guard says so.
+
+        Before a start (`starting`), a limit already reached forbids it; otherwise only a
+        limit exceeded (usage reported by the calls that just ended) stops the run.
+        """
         if not self.guarded:
             return None
-        limit = self._guards.max_steps
-        if limit is not None and self.started >= limit:
+        guards = self._guards
+        limit = guards.max_steps
+        if starting and limit is not None and self.started >= limit:
             return ErrorInfo(
                 type="GuardExceeded",
                 message=f"max_steps reached: the run started {self.started} units (limit {limit})",
             )
+        for name, spent, cap in (
+            ("max_tokens", self.usage.tokens, guards.max_tokens),
+            ("max_cost", self.usage.cost, guards.max_cost),
+        ):
+            if cap is not None and (spent > cap or (starting and spent >= cap)):
+                return ErrorInfo(
+                    type="GuardExceeded",
+                    message=f"{name} reached: the run used {spent:g} (limit {cap:g})",
+                )
         if self.run_deadline is not None and now >= self.run_deadline:
             return ErrorInfo(
                 type="DeadlineExceeded",
@@ -104,6 +131,7 @@ class Policies:
         *,
         seq: int,
         now: float,
+        usage: Usage | None,
     ) -> StepAttemptFailed | StepFellBack | StepFailed:
         """What a failed attempt leads to: a retry, the fallback, or the end of the unit."""
         step = prepared.step
@@ -129,6 +157,7 @@ class Policies:
                     attempt=unit.attempt,
                     error=info,
                     retry_at=retry_at,
+                    usage=usage,
                 )
         if prepared.fallback is not None and not fallen_back:
             self._fallback_from[key] = unit.attempt + 1
@@ -140,7 +169,14 @@ class Policies:
                 attempt=unit.attempt,
                 error=info,
                 to=prepared.fallback.target,
+                usage=usage,
             )
         return StepFailed(
-            seq=seq, at=now, step=unit.step, index=unit.index, attempt=unit.attempt, error=info
+            seq=seq,
+            at=now,
+            step=unit.step,
+            index=unit.index,
+            attempt=unit.attempt,
+            error=info,
+            usage=usage,
         )

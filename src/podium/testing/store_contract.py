@@ -35,6 +35,7 @@ from podium.model import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    Usage,
 )
 from podium.store.protocol import Store
 
@@ -65,7 +66,14 @@ def every_event_after_start(first_seq: int = 1, *, at: float = T0 + 1) -> list[E
         StepStarted(seq=0, at=0, step="fan", index=1, attempt=2, agent="echo", reason="cheap"),
         StepAttemptFailed(seq=0, at=0, step="a", index=0, attempt=1, error=error, retry_at=at),
         StepFailed(seq=0, at=0, step="a", attempt=3, error=error),
-        StepSucceeded(seq=0, at=0, step="b", attempt=2, output={"k": [1, 2.5, None, True]}),
+        StepSucceeded(
+            seq=0,
+            at=0,
+            step="b",
+            attempt=2,
+            output={"k": [1, 2.5, None, True]},
+            usage=Usage(tokens=1234, cost=0.0125),
+        ),
         StepSkipped(seq=0, at=0, step="c", cause="condition", reason="its if was false"),
         RunFinished(seq=0, at=0, status="failed", output={"partial": 1}, error=error),
         RunResumed(seq=0, at=0, redrive=True),
