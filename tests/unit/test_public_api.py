@@ -30,6 +30,7 @@ PUBLIC = [
     "agent",
     "approve",
     "cancel_run",
+    "fork_run",
     "read_result",
     "resume_run",
     "run_workflow",

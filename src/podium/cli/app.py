@@ -91,14 +91,21 @@ def main() -> None:
     """
 
 
+def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--input and --input-file, for the commands that take a run input."""
+    command = click.option(
+        "--input-file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Read the run input from this JSON file.",
+    )(command)
+    return click.option(
+        "--input", "input_text", metavar="JSON", help="The run input, as JSON text."
+    )(command)
+
+
 @main.command()
 @workflow_file
-@click.option("--input", "input_text", metavar="JSON", help="The run input, as JSON text.")
-@click.option(
-    "--input-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read the run input from this JSON file.",
-)
+@input_options
 @click.option(
     "--run-id",
     metavar="ID",
@@ -229,6 +236,50 @@ def approve(
         return f"{verdict} {step}; the process executing run {run_id} will continue it"
 
     click.echo(_with_store(db, go, existing=True))
+
+
+@main.command()
+@click.argument("run_id")
+@click.option(
+    "--at", "at", required=True, metavar="STEP", help="The step (or unit key) to fork at."
+)
+@input_options
+@click.option("--run-id", "new_run_id", default=None, help="The new run's id (default: a new one).")
+@db_option
+@json_option
+def fork(
+    run_id: str,
+    at: str,
+    input_text: str | None,
+    input_file: Path | None,
+    new_run_id: str | None,
+    db: str,
+    as_json: bool,
+) -> None:
+    """Start a new run from RUN_ID's history up to STEP, and continue it.
+
+    Steps that completed before STEP keep their results; STEP and what follows run again,
+    with --input in place of the original input if given. RUN_ID itself is not changed.
+    """
+    from podium.runtime import fork_run
+    from podium.runtime.fork import UNCHANGED
+
+    new_input = _read_input(input_text, input_file)
+    _execute(
+        db,
+        as_json,
+        lambda store, on_start, on_events: fork_run(
+            run_id,
+            at,
+            store=store,
+            input=UNCHANGED if new_input is None else new_input,
+            new_run_id=new_run_id,
+            on_start=on_start,
+            on_events=on_events,
+        ),
+        title=f"fork of {run_id} at {at}",
+        run_id=None,
+    )
 
 
 @main.command()

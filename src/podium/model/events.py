@@ -54,6 +54,8 @@ class RunStarted(Event, tag="run_started", frozen=True, kw_only=True, omit_defau
     base_dir: str = ""
     input: Any = None
     max_parallel: int | None = None
+    forked_from: str | None = None  # the run whose history this one starts with
+    fork_at: str | None = None  # the step key it was forked at
 
 
 class RunResumed(Event, tag="run_resumed", frozen=True, kw_only=True, omit_defaults=True):

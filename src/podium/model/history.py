@@ -77,6 +77,8 @@ class RunHistory:
     started_at: float | None = None
     ended_at: float | None = None
     resumes: int = 0
+    forked_from: str | None = None
+    fork_at: str | None = None
     usage: Usage = field(default_factory=Usage)  # everything the run's agents reported
     steps: dict[str, StepRecord] = field(default_factory=lambda: {})
 
@@ -150,6 +152,8 @@ class RunHistory:
                 self.workflow = event.workflow
                 self.input = event.input
                 self.started_at = event.at
+                self.forked_from = event.forked_from
+                self.fork_at = event.fork_at
             case RunResumed():
                 self.resumes += 1
                 self.status = "running"
@@ -216,6 +220,8 @@ class RunHistory:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "usage": {"tokens": self.usage.tokens, "cost": self.usage.cost},
+            "forked_from": self.forked_from,
+            "fork_at": self.fork_at,
             "steps": {key: record.as_json() for key, record in self.steps.items()},
         }
 

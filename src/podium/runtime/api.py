@@ -22,6 +22,7 @@ from podium.model import Event, RunFinished, RunResumed, RunStarted, Workflow
 from podium.runtime.approvals import Decision, check_decision
 from podium.runtime.clock import Clock, SystemClock
 from podium.runtime.execution import EventSink, Execution
+from podium.runtime.fork import UNCHANGED, fork_events
 from podium.runtime.prepare import Prepared, prepare
 from podium.runtime.result import RunResult
 from podium.store import Store, open_store
@@ -164,6 +165,49 @@ def _person() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no user name for this uid (containers)
         return f"uid {os.getuid()}"
+
+
+async def fork_run(
+    run_id: str,
+    at: str,
+    *,
+    store: str | Store,
+    input: Any = UNCHANGED,
+    new_run_id: str | None = None,
+    workflow: Workflow | None = None,
+    on_start: StartCallback | None = None,
+    on_events: EventSink | None = None,
+    clock: Clock | None = None,
+) -> RunResult:
+    """Start a new run from run `run_id`'s history up to step `at`, and continue it.
+
+    `input` replaces the run input for what runs again; steps completed before `at` keep
+    their recorded results. The parent run is not changed.
+    """
+    clock = clock or SystemClock()
+    async with _opened(store) as opened:
+        forked = fork_events(
+            await opened.load(run_id),
+            at,
+            run_id=new_run_id or _new_run_id(),
+            now=clock.now(),
+            input=input,
+        )
+        started = forked[0]
+        assert isinstance(started, RunStarted)
+        if not await opened.create_run(started):
+            raise RunError(f"a run with id {started.run_id!r} already exists")
+        await opened.append(started.run_id, forked[1:])
+        return await _continue(
+            opened,
+            started.run_id,
+            workflow,
+            on_start,
+            on_events,
+            clock,
+            wait_if_busy=False,
+            redrive=False,
+        )
 
 
 async def read_result(run_id: str, *, store: str | Store) -> RunResult:
