@@ -219,6 +219,61 @@ def test_the_sandbox_refuses_to_reach_python(text: str) -> None:
         render(f"${{{{ {text} }}}}")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("'a' | center(20000000)", "center would have more than the limit of 1,000,000"),
+        ("'%20000000d' | format(1)", "format would have more than the limit of 1,000,000"),
+        ("'%.20000000f' | format(1.5)", "format would have more than the limit"),
+        ("'%*d' | format(20000000, 1)", "may not take a width or precision from `*`"),
+        ("'%s' | format(input)", "format takes text and numbers, not a mapping"),
+        ("'%20000000d' % 1", "`%` is not allowed on text"),
+        ("'%s' % input", "`%` is not allowed on text"),
+        ("range(20) | join('x' * 1000000)", "join would have more than the limit"),
+        ("[['x' * 1000] * 1000] | join", "join would have more than the limit"),
+        ("('a' * 1000) | replace('a', 'b' * 20000)", "replace would have more than the limit"),
+        ("('\\n' * 1000) | indent(20000, blank=true)", "indent would have more than the limit"),
+        ("'a b c' | wordwrap(1, wrapstring='x' * 500000)", "wordwrap would have more than"),
+        ("[1] | batch(1000000000, 'x') | list", "the batches would have more than the limit"),
+        ("[1] | slice(1000000000) | list", "the slices would have more than the limit"),
+        ("((2 ** 1024) ** 1024) ** 64 > 1", "** would have more than the limit of 4,000,000 bits"),
+        ("(2 ** 1024) ** 1024 * (2 ** 1024) ** 1024 * (2 ** 1024) ** 1024 ** 2 > 1", "bits"),
+        ("(2 ** 1000) ** 1000 * (2 ** 1000) ** 1000 * ((2 ** 1000) ** 1000) * 9 > 1", "in all"),
+        ("[['x'] * 1000000] * 1000000", "* would have more than the limit of 1,000,000"),
+        ("range(100000) | map('center', 1000000) | list", "more than the limit of 10,000,000"),
+    ],
+)
+def test_the_sandbox_refuses_to_build_huge_values(text: str, message: str) -> None:
+    began = time.perf_counter()
+    with pytest.raises((ExpressionError, DefinitionError)) as caught:
+        render(f"${{{{ {text} }}}}")
+    assert message in str(caught.value)
+    assert time.perf_counter() - began < 1.0, "refused, but only after building it"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("'%05d|%s|%.2f' | format(42, 'x', 1.5)", "00042|x|1.50"),
+        ("'%(n)s!' | format(n=input.name)", "Ada!"),
+        ("'ab' | center(6)", "  ab  "),
+        ("'a\\nb' | indent(2, true)", "  a\n  b"),
+        ("input.order.contacts | join(', ')", "ann, bob"),
+        ("input.order.items | join(',', attribute='sku')", "a"),
+        ("'abc' | replace('b', 'xx')", "axxc"),
+        ("[[1], [2]] | sum(start=[])", [1, 2]),
+        ("[1, 2, 3] | batch(2, 0) | list", [[1, 2], [3, 0]]),
+        ("[1, 2, 3] | slice(2) | list", [[1, 2], [3]]),
+        ("('a' * 1000000) | length", 1000000),
+        ("([[]] * 1000000) | length", 1000000),
+        ("(2 ** 1024) ** 1024 > 1", True),
+        ("7 % 3", 1),
+    ],
+)
+def test_bounded_operators_and_filters_still_work(text: str, expected: Any) -> None:
+    assert render(f"${{{{ {text} }}}}") == expected
+
+
 def test_attribute_access_means_a_key() -> None:
     scope = {"input": {"items": [1], "keys": "k", "__class__": "data"}}
     assert render("${{ input.items }}", scope) == [1]

@@ -559,3 +559,20 @@ async def test_a_yaml_workflow_with_sleep_approval_fallback_and_compensate_runs(
         assert shop.calls == ["build", "spare", "ship", "undo v1-spare"]
     finally:
         sys.modules.pop("shop_under_test", None)
+
+
+def test_budgets_load_round_trip_and_refuse_bad_values(tmp_path: Path) -> None:
+    good = tmp_path / "budget.yaml"
+    good.write_text("name: b\nmax_tokens: 1000\nmax_cost: 0.5\nsteps:\n  a: {sleep: 1s}\n")
+    wf = load_workflow(good)
+    assert (wf.guards.max_tokens, wf.guards.max_cost) == (1000, 0.5)
+    again = workflow_from_document(workflow_to_document(wf), source="again", base_dir=".")
+    assert again.guards == wf.guards
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nmax_tokens: 0\nmax_cost: -1\nsteps:\n  a: {sleep: 1s}\n")
+    with pytest.raises(DefinitionError) as caught:
+        load_workflow(bad)
+    assert caught.value.problems == (
+        f"{bad}:2:1: max_tokens must be at least 1, not 0",
+        f"{bad}:3:1: max_cost must be more than 0, not -1",
+    )

@@ -101,6 +101,10 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
         doc["deadline"] = guards.deadline
     if guards.max_output_bytes != _DEFAULT_GUARDS.max_output_bytes:
         doc["max_output_bytes"] = guards.max_output_bytes
+    if guards.max_tokens is not None:
+        doc["max_tokens"] = guards.max_tokens
+    if guards.max_cost is not None:
+        doc["max_cost"] = guards.max_cost
     # Workflow `defaults` and an agent's `retry`/`timeout` were resolved into each step when
     # the workflow was read, so the steps below carry them and the document needs no more.
     if wf.agents:
@@ -237,6 +241,8 @@ class _Reader:
                 max_output_bytes=_DEFAULT_GUARDS.max_output_bytes
                 if max_output_bytes is None
                 else max_output_bytes,
+                max_tokens=_integer(doc.get("max_tokens")),
+                max_cost=_cost(doc.get("max_cost")),
             ),
             agents={name: self.agent(str(name), _mapping(agent)) for name, agent in agents.items()},
             steps={step_id: self.step(str(step_id), _mapping(s)) for step_id, s in steps.items()},
@@ -260,9 +266,9 @@ class _Reader:
         return AgentSpec(
             name=name,
             uses=_text(doc.get("uses")),
-            capabilities=frozenset(
-                c for c in (capabilities if isinstance(capabilities, list) else ()) if c
-            ),
+            # Only non-empty strings: a list or mapping in the list would make frozenset
+            # raise (unhashable); the schema check reports it to the user instead.
+            capabilities=frozenset(c for c in _names(capabilities) if c),
             concurrency=_integer(doc.get("concurrency")),
             description=_text(doc.get("description")),
             circuit=None
@@ -313,7 +319,7 @@ class _Reader:
             agent=agent if isinstance(agent, str) else None,
             capability=capability if isinstance(capability, str) else None,
             uses=uses if isinstance(uses, str) else None,
-            needs=(needs,) if isinstance(needs, str) else tuple(map(str, _list(needs))),
+            needs=(needs,) if isinstance(needs, str) else _names(needs),
             with_=get("with"),
             condition=str(condition).lower()
             if isinstance(condition, bool)
@@ -467,3 +473,10 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 
 def _integer(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _cost(value: Any) -> float | None:
+    """A money amount (`max_cost`): any non-boolean number; the schema has said what else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None

@@ -3,10 +3,16 @@
 Expressions read JSON data (the run input and step outputs), so attribute access means a key
 of a mapping and never a Python attribute: `input.items` is the key "items", not `dict.items`,
 and `''.__class__` is simply "not a key". On top of that the environment is Jinja's immutable
-sandbox (no mutation of lists or dicts, only safe callables) with size limits on `*` and `**`,
-and only the filters and functions that make sense for data: the HTML-oriented ones (escape,
-safe, urlize, xmlattr), the ones that reach Python attributes (attr) and the non-deterministic
-one (random, which would break replaying a run) are removed.
+sandbox (no mutation of lists or dicts, only safe callables) and only the filters and functions
+that make sense for data: the HTML-oriented ones (escape, safe, urlize, xmlattr), the ones that
+reach Python attributes (attr) and the non-deterministic one (random, which would break
+replaying a run) are removed.
+
+Rendering runs synchronously on the event loop, where no step timeout can interrupt it, so
+every operator and filter that can build a value much larger than its operands (`*`, `**`,
+`center`, `indent`, `format`, `replace`, `join`, `wordwrap`, `batch`, `slice`, `sum`) checks
+the size of its result *before* building it, and one evaluation may build only so much in all.
+`%` on text is refused: it renders the Python repr of data and its widths are unbounded.
 
 This module imports Jinja, so `podium.spec.expressions` imports it only when an expression
 actually needs Jinja; constant values and plain paths never do.
@@ -16,12 +22,34 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
+from jinja2 import (
+    StrictUndefined,
+    TemplateSyntaxError,
+    Undefined,
+    UndefinedError,
+    nodes,
+    pass_environment,
+    pass_eval_context,
+)
+from jinja2.environment import Environment
 from jinja2.exceptions import SecurityError
+from jinja2.filters import (
+    do_batch,
+    do_center,
+    do_indent,
+    do_replace,
+    do_wordwrap,
+    make_attrgetter,
+    sync_do_slice,
+    sync_do_sum,
+)
+from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -35,10 +63,20 @@ __all__ = ["ENVIRONMENT", "SCOPE_NAMES", "Parsed", "json_value", "parse", "plain
 # The names an expression can read from the run; `item` and `index` only in a for_each step.
 SCOPE_NAMES = frozenset({"input", "steps", "item", "index"})
 
-# A sequence or string built with `*` may not be longer than this, an integer power may not
-# have an exponent above _MAX_EXPONENT: both keep a one-line expression from eating memory.
+# Limits that keep a one-line expression from eating memory or blocking the event loop. A
+# string, list or mapping built by an operator or filter may not hold more than _MAX_SIZE
+# characters and items (nested values counted), an integer power may not have an exponent
+# above _MAX_EXPONENT, an integer built by `*` or `**` may not have more than _MAX_BITS bits
+# (1.2 million digits, some 0.15 s of arithmetic), and one evaluation may build no more than
+# _MAX_TOTAL characters, items and integer bits in all (so that a `map` over a range cannot
+# build many values each just under the limit).
 _MAX_SIZE = 1_000_000
 _MAX_EXPONENT = 1024
+_MAX_BITS = 4_000_000
+_MAX_TOTAL = 10_000_000
+
+# What the evaluation in progress has built so far (see _charge); None outside an evaluation.
+_SPENT: ContextVar[list[int] | None] = ContextVar("podium_expression_spent", default=None)
 
 _REMOVED_FILTERS = ("attr", "e", "escape", "forceescape", "random", "safe", "urlize", "xmlattr")
 _REMOVED_GLOBALS = ("cycler", "joiner", "lipsum", "namespace")
@@ -74,10 +112,65 @@ for _name, _value in {**vars(Undefined), **vars(StrictUndefined)}.items():
         setattr(Missing, _name, Missing._fail_with_undefined_error)
 
 
+class SizeError(SecurityError):
+    """An operator or filter would build a value above one of the sandbox's size limits."""
+
+
+def _charge(
+    size: int, what: str, *, limit: int = _MAX_SIZE, unit: str = "characters and items"
+) -> None:
+    """Refuse an operation whose result would be `size` large, before it is built.
+
+    `size` counts characters and items (or bits for an integer, with `limit` _MAX_BITS); it
+    may be an upper bound. The result also counts towards the evaluation's _MAX_TOTAL.
+    """
+    if size > limit:
+        raise SizeError(f"{what} would have more than the limit of {limit:,} {unit}")
+    spent = _SPENT.get()
+    if spent is not None:
+        spent[0] += size
+        if spent[0] > _MAX_TOTAL:
+            raise SizeError(
+                f"{what}: the expression would build more than the limit of {_MAX_TOTAL:,} "
+                "characters, items and integer bits in all"
+            )
+
+
+def _extent(value: Any, limit: int = _MAX_SIZE) -> int:
+    """How many characters and items `value` holds, nested ones included (roughly its JSON size).
+
+    A list repeated with `*` holds the same inner values many times over, and every later
+    step (JSON, `join`, `sum`) expands them, so they count each time. Counting stops once the
+    total passes `limit`, so this costs at most about `limit` steps, however large `value` is.
+    """
+    total = 0
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            total += max(1, len(item))
+        elif isinstance(item, Mapping | list | tuple):
+            if len(item) > limit - total:
+                return limit + 1
+            total += 0 if item else 1
+            pending.extend(item.values() if isinstance(item, Mapping) else item)
+        else:
+            total += 1
+        if total > limit:
+            return total
+    return total
+
+
+def _integer(value: Any, name: str) -> int:
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer, not {describe_type(value)}")
+    return value
+
+
 class ExpressionEnvironment(ImmutableSandboxedEnvironment):
     """Jinja's immutable sandbox where `a.b` and `a['b']` both mean "key b of mapping a"."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         if isinstance(obj, Undefined):
@@ -92,21 +185,181 @@ class ExpressionEnvironment(ImmutableSandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
-            for sequence, times in ((left, right), (right, left)):
-                if (
-                    isinstance(sequence, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(sequence) * times > _MAX_SIZE
-                ):
-                    raise SecurityError(f"the result of * would be longer than {_MAX_SIZE}")
-        elif (
-            isinstance(left, int)
-            and isinstance(right, int)
-            and abs(left) > 1
-            and right > _MAX_EXPONENT
-        ):
-            raise SecurityError(f"an integer power may not have an exponent above {_MAX_EXPONENT}")
+            _check_product(left, right)
+        elif operator == "**":
+            _check_power(left, right)
+        elif isinstance(left, str):
+            raise SecurityError(
+                "`%` is not allowed on text (it would show Python's form of data); "
+                "use the format filter, as in '%05d' | format(n), or `~` to join text"
+            )
         return super().call_binop(context, operator, left, right)
+
+
+def _check_product(left: Any, right: Any) -> None:
+    if isinstance(left, int) and isinstance(right, int):
+        bits = abs(left).bit_length() + abs(right).bit_length()
+        if bits > 64:
+            _charge(bits, "the result of *", limit=_MAX_BITS, unit="bits")
+        return
+    for sequence, times in ((left, right), (right, left)):
+        if (
+            isinstance(sequence, str | list | tuple)
+            and sequence
+            and isinstance(times, int)
+            and times > 0
+        ):
+            if isinstance(sequence, str):
+                size = len(sequence) * times
+            else:
+                size = _extent(sequence, _MAX_SIZE // times) * times
+            _charge(size, "the result of *")
+
+
+def _check_power(left: Any, right: Any) -> None:
+    if not (isinstance(left, int) and isinstance(right, int)) or abs(left) <= 1 or right <= 0:
+        return
+    if right > _MAX_EXPONENT:
+        raise SizeError(f"an integer power may not have an exponent above {_MAX_EXPONENT}")
+    bits = abs(left).bit_length() * right
+    if bits > 64:
+        _charge(bits, "the result of **", limit=_MAX_BITS, unit="bits")
+
+
+# The string-building filters, each refusing a result above the limits before building it.
+
+
+def _center(value: Any, width: int = 80) -> str:
+    text = str(value)
+    _charge(max(len(text), _integer(width, "center's width")), "the result of center")
+    return do_center(text, width)
+
+
+def _indent(s: Any, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
+    text = str(s)
+    indention = len(width) if isinstance(width, str) else _integer(width, "indent's width")
+    _charge(len(text) + (text.count("\n") + 2) * max(0, indention), "the result of indent")
+    return do_indent(text, width, first, blank)
+
+
+# A printf conversion: `%`, an optional `(key)`, flags, width, precision, length, type.
+_CONVERSION = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d*)(?:\.(\*|\d*))?[hlL]?(.?)", re.S)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _format(value: Any, *args: Any, **kwargs: Any) -> str:
+    if args and kwargs:
+        raise TypeError("format takes positional or keyword arguments, not both")
+    text = str(value)
+    size = len(text)
+    for match in _CONVERSION.finditer(text):
+        for number in match.group(1, 2):
+            if number == "*":
+                raise SecurityError("format may not take a width or precision from `*`")
+            if number and (len(number) > 7 or int(number) > _MAX_SIZE):
+                _charge(_MAX_SIZE + 1, "the result of format")
+            size += int(number or 0)
+    arguments = list(kwargs.values()) if kwargs else list(args)
+    for argument in arguments:
+        if not isinstance(argument, _SCALARS):
+            raise TypeError(
+                f"format takes text and numbers, not {describe_type(argument)} "
+                "(use tojson to show a list or mapping)"
+            )
+        # A number is at most a few hundred characters (a float's %f, an int's 4,300 digits).
+        size += len(argument) if isinstance(argument, str) else 4_400
+    _charge(size, "the result of format")
+    return text % (kwargs or tuple(args))
+
+
+@pass_eval_context
+def _replace(eval_ctx: EvalContext, s: Any, old: Any, new: Any, count: int | None = None) -> str:
+    text, old_text, new_text = str(s), str(old), str(new)
+    growth = max(0, len(new_text) - len(old_text))
+    if growth:
+        times = text.count(old_text)
+        if count is not None and count >= 0:
+            times = min(times, _integer(count, "replace's count"))
+        _charge(len(text) + times * growth, "the result of replace")
+    return do_replace(eval_ctx, text, old_text, new_text, count)
+
+
+@pass_eval_context
+def _join(
+    eval_ctx: EvalContext, value: Iterable[Any], d: Any = "", attribute: str | int | None = None
+) -> str:
+    separator = str(d)
+    if attribute is not None:
+        value = map(make_attrgetter(eval_ctx.environment, attribute), value)
+    parts: list[str] = []
+    size = 0
+    for item in value:
+        if not isinstance(item, str):
+            # A nested list can be far longer as text than it is in memory: count it first.
+            if _extent(item, _MAX_SIZE - size) > _MAX_SIZE - size:
+                _charge(_MAX_SIZE + 1, "the result of join")
+            item = str(item)
+        size += len(item) + (len(separator) if parts else 0)
+        if size > _MAX_SIZE:
+            _charge(size, "the result of join")
+        parts.append(item)
+    _charge(size, "the result of join")
+    return separator.join(parts)
+
+
+@pass_environment
+def _wordwrap(
+    environment: Environment,
+    s: Any,
+    width: int = 79,
+    break_long_words: bool = True,
+    wrapstring: str | None = None,
+    break_on_hyphens: bool = True,
+) -> str:
+    text = str(s)
+    wrap = environment.newline_sequence if wrapstring is None else str(wrapstring)
+    # Each line holds at least half its width (or one whole word), plus the existing lines.
+    lines = 2 * len(text) // max(1, _integer(width, "wordwrap's width")) + text.count("\n") + 1
+    _charge(len(text) + lines * len(wrap), "the result of wordwrap")
+    return do_wordwrap(environment, text, width, break_long_words, wrap, break_on_hyphens)
+
+
+def _batch(value: Iterable[Any], linecount: int, fill_with: Any = None) -> Iterator[list[Any]]:
+    if fill_with is not None:
+        padding = max(0, _integer(linecount, "batch's size") - 1)
+        _charge(padding * _extent(fill_with, _MAX_SIZE // max(1, padding)), "the batches")
+    return do_batch(value, linecount, fill_with)
+
+
+def _slice(value: Collection[Any], slices: int, fill_with: Any = None) -> Iterator[list[Any]]:
+    count = _integer(slices, "slice's count")
+    fill = 0 if fill_with is None else _extent(fill_with, _MAX_SIZE // max(1, count))
+    _charge(count * (1 + fill), "the slices")
+    return sync_do_slice(value, count, fill_with)
+
+
+@pass_environment
+def _sum(
+    environment: Environment,
+    iterable: Iterable[Any],
+    attribute: str | int | None = None,
+    start: Any = 0,
+) -> Any:
+    if not isinstance(start, list | tuple):
+        return sync_do_sum(environment, iterable, attribute, start)
+    # Python's sum adds lists one by one, which takes time quadratic in their number.
+    if attribute is not None:
+        iterable = map(make_attrgetter(environment, attribute), iterable)
+    kind = type(start)
+    result = list(start)
+    for item in iterable:
+        if not isinstance(item, kind):
+            raise TypeError(f"sum can only add {describe_type(start)}, not {describe_type(item)}")
+        if len(result) + len(item) > _MAX_SIZE:
+            _charge(len(result) + len(item), "the result of sum")
+        result.extend(item)
+    _charge(len(result), "the result of sum")
+    return result if kind is list else tuple(result)
 
 
 def _length(value: Any) -> int:
@@ -131,6 +384,18 @@ def _build() -> ExpressionEnvironment:
         del env.filters[name]
     for name in _REMOVED_GLOBALS:
         del env.globals[name]
+    for name, bounded in (
+        ("center", _center),
+        ("indent", _indent),
+        ("format", _format),
+        ("replace", _replace),
+        ("join", _join),
+        ("wordwrap", _wordwrap),
+        ("batch", _batch),
+        ("slice", _slice),
+        ("sum", _sum),
+    ):
+        env.filters[name] = bounded
     for name, function in (
         ("length", _length),
         ("keys", _keys),
@@ -260,12 +525,15 @@ def _constant_key(node: nodes.Node) -> Key | None:
 
 def _fold(expr: nodes.Expr) -> tuple[Any, ...]:
     """`(value,)` when `expr` needs no data (`false`, `1 + 2`, `'a' | upper`), else `()`."""
+    budget = _SPENT.set([0])
     try:
         return (json_value(expr.as_const()),)
     except Exception:
         # Not constant (nodes.Impossible), or constant but failing: it then fails at render
         # time with the run's error handling, like any other expression.
         return ()
+    finally:
+        _SPENT.reset(budget)
 
 
 def _evaluator(expr: nodes.Expr, text: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -275,6 +543,7 @@ def _evaluator(expr: nodes.Expr, text: str) -> Callable[[Mapping[str, Any]], Any
     run = template.root_render_func
 
     def evaluate(scope: Mapping[str, Any]) -> Any:
+        budget = _SPENT.set([0])
         try:
             context = new_context(dict(scope))
             for _ in run(context):
@@ -288,6 +557,8 @@ def _evaluator(expr: nodes.Expr, text: str) -> Callable[[Mapping[str, Any]], Any
             # Anything the sandboxed expression raises (a type mismatch, a division by zero)
             # is a problem with the run's data, reported like a missing key.
             problem = str(exc) or type(exc).__name__
+        finally:
+            _SPENT.reset(budget)
         raise ExpressionError(f"{text}: {problem}")
 
     return evaluate

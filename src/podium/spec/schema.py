@@ -124,6 +124,8 @@ def _message(name: str, kind: str, expected: Any, instance: Any) -> str:
         return f"{name} must be at least {expected}, not {instance!r}"
     if kind == "maximum":
         return f"{name} must be at most {expected}, not {instance!r}"
+    if kind == "exclusiveMinimum":
+        return f"{name} must be more than {expected}, not {instance!r}"
     if kind in ("minLength", "minProperties"):
         return f"{name} must not be empty"
     if kind == "enum":

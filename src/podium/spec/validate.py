@@ -53,6 +53,14 @@ def validate_workflow(wf: Workflow) -> None:
     _at_least_one(wf, problems, ("max_steps",), wf.guards.max_steps)
     _more_than_zero(wf, problems, ("deadline",), wf.guards.deadline)
     _at_least_one(wf, problems, ("max_output_bytes",), wf.guards.max_output_bytes)
+    _at_least_one(wf, problems, ("max_tokens",), wf.guards.max_tokens)
+    if wf.guards.max_cost is not None and not wf.guards.max_cost > 0:
+        problems.append(
+            DefinitionError(
+                f"max_cost must be more than 0, not {wf.guards.max_cost:g}",
+                where=wf.locate("max_cost"),
+            )
+        )
     _check_output(wf, problems)
     _check_input_schema(wf, problems)
     if problems:
