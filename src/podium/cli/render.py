@@ -22,17 +22,26 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.model import (
+    ApprovalDecided,
+    ApprovalRequested,
+    CircuitChanged,
+    CompensationEnded,
+    CompensationStarted,
     Event,
     RunFinished,
     RunHistory,
+    RunResumed,
     RunStarted,
+    RunWaiting,
     StepAttemptFailed,
     StepExpanded,
     StepFailed,
+    StepFellBack,
     StepRecord,
     StepSkipped,
     StepStarted,
     StepSucceeded,
+    TimerStarted,
     encode_event,
 )
 from podium.store import RunSummary
@@ -187,9 +196,34 @@ def event_line(event: Event) -> str:
         case RunFinished():
             what = event.status
             what += f": {event.error.message}" if event.error else ""
-        case _:
-            what = ""
-    return f"{event.seq:>5}  {moment}  {kind:<17} {what}".rstrip()
+        case RunResumed():
+            what = "redrive: failed steps go again" if event.redrive else ""
+        case RunWaiting():
+            what = f"for {', '.join(event.waiting_for)}"
+        case TimerStarted():
+            what = f"{event.key} until {_clock(event.wake_at)}"
+        case ApprovalRequested():
+            what = f"{event.key}: {event.prompt}"
+            what += (
+                f" (default {event.default} at {_clock(event.timeout_at)})"
+                if (event.default and event.timeout_at)
+                else ""
+            )
+        case ApprovalDecided():
+            verdict = "approved" if event.approved else "rejected"
+            what = f"{event.key} {verdict} by {event.by}"
+            what += f": {event.reason}" if event.reason else ""
+        case StepFellBack():
+            what = f"{event.key} to {event.to} after {event.error.type}: {event.error.message}"
+        case CircuitChanged():
+            what = f"{event.agent} {event.state}: {event.reason}"
+        case CompensationStarted():
+            what = f"{event.step} on {event.agent}"
+        case CompensationEnded():
+            what = event.step + (
+                f": {event.error.type}: {event.error.message}" if event.error else ""
+            )
+    return f"{event.seq:>5}  {moment}  {kind:<20} {what}".rstrip()
 
 
 class LiveProgress:
