@@ -4,7 +4,15 @@ Each turn of the loop judges the steps whose needs have settled, starts what cap
 allows, then waits for calls to end. Calls that end together are committed to the store in
 one transaction (group commit), and only then folded into the scheduler, so no dependent
 ever starts before the result it depends on is durable. Events recorded between commits
-(starts, skips, expansions) ride along in the same transaction, in seq order.
+(starts, skips, expansions) ride along in the same transaction, in seq order; a verdict
+that settles a step (a skip, a failure before starting) and a request for approval are
+committed at once, for the same reason.
+
+What a failure leads to is decided in `policies` (retry, fallback, guards); approvals are
+tracked in `approvals` and undoing a failed run in `compensation`. Built-in steps run here
+without an agent: `sleep` and `wait_until` as durable timers, `approval` as a unit that
+waits for a decision. When nothing but people can move the run on, it is left `waiting`
+and the process lets go of it.
 """
 
 from __future__ import annotations
