@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +376,28 @@ async def test_a_run_resumes_as_it_was_defined_even_if_the_file_changed(tmp_path
     source.write_text(source.read_text().replace("second", "CHANGED"))
     resumed = await resume_run("g", store=crashed)
     assert resumed.output == done.output == "hello second"
+
+
+async def test_a_run_whose_lease_is_taken_over_stops_without_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if this process had stalled past its lease and another had taken the run over."""
+    from podium import RunBusy
+    from podium.runtime import api
+
+    monkeypatch.setattr(api, "LEASE_SECONDS", 0.3)  # renewed every 0.1 s
+    db = str(tmp_path / "p.db")
+    wf = Workflow(name="slow", steps=[Step(id="s", uses=slow, timeout=5)])
+    running = asyncio.create_task(run_workflow(wf, store=db, run_id="taken"))
+    store = open_store(db)
+    try:
+        await asyncio.sleep(0.1)
+        ours = (await store.get_run("taken")).owner
+        assert ours is not None
+        assert await store.steal("taken", "elsewhere:1:x", ours, 60, now=time.time())
+        written = len(await store.load("taken"))
+        with pytest.raises(RunBusy, match="elsewhere"):
+            await asyncio.wait_for(running, 5)
+        assert len(await store.load("taken")) == written  # nothing more was written
+    finally:
+        await store.close()

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from podium.errors import InputError, RunBusy, RunError
+from podium.errors import InputError, RunBusy, RunError, StoreError
 from podium.model import Event, RunFinished, RunResumed, RunStarted, Workflow
 from podium.runtime.approvals import Decision, check_decision
 from podium.runtime.clock import Clock, SystemClock
@@ -297,7 +297,7 @@ async def _execute(
             max_parallel=max_parallel,
             on_events=on_events,
         )
-        renewer = asyncio.create_task(_renew_lease(store, run_id, owner, clock))
+        renewer = asyncio.create_task(_renew_lease(store, run_id, owner, clock, execution))
         try:
             await execution.run()
         finally:
@@ -343,10 +343,22 @@ async def _take_lease(store: Store, run_id: str, owner: str, clock: Clock) -> st
     return await store.acquire(run_id, owner, LEASE_SECONDS, now=clock.now())
 
 
-async def _renew_lease(store: Store, run_id: str, owner: str, clock: Clock) -> None:
+async def _renew_lease(
+    store: Store, run_id: str, owner: str, clock: Clock, execution: Execution
+) -> None:
+    """Keep the lease while the run executes; stop the execution if another took it.
+
+    A store error is tried again at the next renewal: the lease lasts three of them.
+    """
     while True:
         await asyncio.sleep(LEASE_SECONDS / 3)
-        await store.acquire(run_id, owner, LEASE_SECONDS, now=clock.now())
+        try:
+            holder = await store.acquire(run_id, owner, LEASE_SECONDS, now=clock.now())
+        except StoreError:
+            continue
+        if holder is not None:
+            execution.lose_lease(holder)
+            return
 
 
 def _owner() -> str:

@@ -35,6 +35,7 @@ from podium.errors import (
     ExpressionError,
     OutputTooLarge,
     PodiumError,
+    RunBusy,
     StepTimeout,
 )
 from podium.model import (
@@ -117,6 +118,7 @@ class Execution:
         self._timer: Cancellable | None = None
         self._on_events = on_events
         self._cancelled = False
+        self._lost_to: str | None = None
         self._stopped: ErrorInfo | None = None
         self._commit_soon = False
         self._policy = Policies(prepared, run_id=run_id, history=history)
@@ -148,7 +150,7 @@ class Execution:
                 if self._only_people_can_go_on():
                     return await self._finish(waiting=True)
                 await self._wait()
-                await self._commit_ended()
+                await self._commit_ended()  # raises RunBusy if the lease was lost
             return await self._finish()
         finally:
             poller.cancel()
@@ -156,6 +158,11 @@ class Execution:
                 self._timer.cancel()
             for task in self._tasks:
                 task.cancel()
+
+    def lose_lease(self, holder: str) -> None:
+        """Another process took the run over: stop at once, writing nothing more."""
+        self._lost_to = holder
+        self._poke()
 
     def request_cancel(self) -> None:
         """Stop starting work, cancel calls in flight and finish the run as cancelled."""
@@ -562,6 +569,8 @@ class Execution:
 
     async def _commit(self, completions: list[Event]) -> None:
         """Commit what was recorded since the last commit plus `completions`, in one go."""
+        if self._lost_to is not None:
+            raise RunBusy(self.run_id, self._lost_to)
         if not completions and not self._pending:
             return
         batch = self._pending + completions
@@ -638,6 +647,8 @@ class Execution:
     # ---- the end -----------------------------------------------------------------------
 
     async def _finish(self, *, waiting: bool = False) -> RunFinished | RunWaiting:
+        if self._lost_to is not None:
+            raise RunBusy(self.run_id, self._lost_to)
         if self._cancelled or self._stopped:
             await self._cancel_in_flight()
         finished: RunFinished | RunWaiting
