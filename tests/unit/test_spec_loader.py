@@ -342,7 +342,7 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
             "declares (did you mean 'stock'?)"
         ),
         (
-            "wf.yaml:12:3: step 'c' must name exactly one of agent, capability, uses, "
+            "wf.yaml:12:3: step 'c' must name exactly one of agent, capability, uses, workflow, "
             "sleep, wait_until or approval (it names agent and uses)"
         ),
         (
@@ -355,7 +355,7 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
             "call the documented functions"
         ),
         (
-            "wf.yaml:18:3: step 'd' must name exactly one of agent, capability, uses, "
+            "wf.yaml:18:3: step 'd' must name exactly one of agent, capability, uses, workflow, "
             "sleep, wait_until or approval"
         ),
         (
@@ -464,8 +464,8 @@ def test_document_problems_without_locations_name_the_source() -> None:
     with pytest.raises(DefinitionError) as caught:
         workflow_from_document({"name": "x", "steps": {"a": {}}}, source="run r1", base_dir="/")
     assert caught.value.problems == (
-        "run r1: step 'a' must name exactly one of agent, capability, uses, sleep, "
-        "wait_until or approval",
+        "run r1: step 'a' must name exactly one of agent, capability, uses, workflow, "
+        "sleep, wait_until or approval",
     )
     with pytest.raises(DefinitionError, match=r"^run r1: a workflow must be a mapping"):
         workflow_from_document(None, source="run r1", base_dir="/")

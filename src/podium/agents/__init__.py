@@ -1,6 +1,6 @@
 """Agents: anything that takes a task and returns a result, and the registry that routes to them."""
 
-from podium.agents.context import StepContext
+from podium.agents.context import ChildRuns, StepContext
 from podium.agents.protocol import Agent
 from podium.agents.python import PythonAgent, import_callable
 from podium.agents.registry import AgentStats, CircuitChange, Registry
@@ -8,6 +8,7 @@ from podium.agents.registry import AgentStats, CircuitChange, Registry
 __all__ = [
     "Agent",
     "AgentStats",
+    "ChildRuns",
     "CircuitChange",
     "PythonAgent",
     "Registry",

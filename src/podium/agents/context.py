@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from podium.model import Usage
+from podium.model import RunHistory, Usage, Workflow
+
+
+class ChildRuns(Protocol):
+    """The engine's way to run a child workflow as a run of its own (`workflow` steps)."""
+
+    async def run_child(self, workflow: Workflow, input: Any, *, run_id: str) -> RunHistory:
+        """Run (or resume, or read back) child run `run_id` in the parent's store."""
+        ...
 
 
 @dataclass(slots=True, kw_only=True)
@@ -24,6 +33,7 @@ class StepContext:
     attempt: int
     agent: str
     usage: Usage = field(default_factory=Usage)
+    children: ChildRuns | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -23,7 +23,7 @@ from podium.errors import DefinitionError, InputError, PodiumError, RunNotFound
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from podium.model import Event, Workflow
+    from podium.model import Event, RunHistory, Workflow
     from podium.runtime import RunResult
     from podium.runtime.api import StartCallback
     from podium.runtime.execution import EventSink
@@ -315,13 +315,44 @@ def show(run_id: str, db: str, as_json: bool) -> None:
     """
     from podium.model import RunHistory
 
-    history = RunHistory.fold(_with_store(db, lambda store: store.load(run_id), existing=True))
+    async def go(store: Store) -> tuple[RunHistory, list[RunHistory]]:
+        return await _with_children(store, RunHistory.fold(await store.load(run_id)))
+
+    history, children = _with_store(db, go, existing=True)
     if as_json:
-        _print_json(history.as_json())
+        shown = history.as_json()
+        shown["children"] = {child.run_id: child.as_json() for child in children}
+        _print_json(shown)
     else:
         from podium.cli.render import print_run
 
-        print_run(_console(), history, db)
+        console = _console()
+        print_run(console, history, db)
+        for child in children:
+            console.print()
+            console.print(f"sub-workflow run {child.run_id} (of {child.parent}):")
+            print_run(console, child, db)
+
+
+async def _with_children(store: Store, history: RunHistory) -> tuple[RunHistory, list[RunHistory]]:
+    """The run and every sub-workflow run below it, depth first.
+
+    A `workflow` step's child run is `<run id>/<step key>`: found by its id, not by a scan.
+    """
+    from podium.errors import RunNotFound
+    from podium.model import RunHistory
+
+    children: list[RunHistory] = []
+    for record in history.steps.values():
+        if not (record.agent or "").startswith("workflow:"):
+            continue
+        try:
+            child = RunHistory.fold(await store.load(f"{history.run_id}/{record.key}"))
+        except RunNotFound:  # the step started, the child run did not yet
+            continue
+        _, below = await _with_children(store, child)
+        children += [child, *below]
+    return history, children
 
 
 @main.command()

@@ -56,6 +56,7 @@ class RunStarted(Event, tag="run_started", frozen=True, kw_only=True, omit_defau
     max_parallel: int | None = None
     forked_from: str | None = None  # the run whose history this one starts with
     fork_at: str | None = None  # the step key it was forked at
+    parent: str | None = None  # the run whose `workflow` step started this one
 
 
 class RunResumed(Event, tag="run_resumed", frozen=True, kw_only=True, omit_defaults=True):

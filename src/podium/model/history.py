@@ -79,6 +79,7 @@ class RunHistory:
     resumes: int = 0
     forked_from: str | None = None
     fork_at: str | None = None
+    parent: str | None = None
     usage: Usage = field(default_factory=Usage)  # everything the run's agents reported
     steps: dict[str, StepRecord] = field(default_factory=lambda: {})
 
@@ -154,6 +155,7 @@ class RunHistory:
                 self.started_at = event.at
                 self.forked_from = event.forked_from
                 self.fork_at = event.fork_at
+                self.parent = event.parent
             case RunResumed():
                 self.resumes += 1
                 self.status = "running"
@@ -222,6 +224,7 @@ class RunHistory:
             "usage": {"tokens": self.usage.tokens, "cost": self.usage.cost},
             "forked_from": self.forked_from,
             "fork_at": self.fork_at,
+            "parent": self.parent,
             "steps": {key: record.as_json() for key, record in self.steps.items()},
         }
 

@@ -115,9 +115,10 @@ class Approval:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
-    """One step of a workflow. Exactly one of `agent`, `capability` or `uses` names who runs
-    it — or the step is built in: `sleep` (seconds), `wait_until` (an expression giving an
-    ISO 8601 time or epoch seconds) or `approval` (a person decides).
+    """One step of a workflow. Exactly one of `agent`, `capability`, `uses` or `workflow`
+    names who runs it — or the step is built in: `sleep` (seconds), `wait_until` (an
+    expression giving an ISO 8601 time or epoch seconds) or `approval` (a person decides).
+    A `workflow` step runs the child workflow as a run of its own, `with_` as its input.
 
     `with_` is the step's input: any JSON-like value in which strings may hold `${{ }}`
     expressions. `condition` is the YAML `if`.
@@ -143,6 +144,7 @@ class Step:
     deadline: float | None = None  # seconds for all attempts together, from the first start
     fallback: Call | None = None
     compensate: Call | None = None
+    workflow: str | Workflow | None = None  # a child workflow (file path, or built in code)
 
     @property
     def builtin(self) -> str | None:
@@ -160,6 +162,9 @@ class Step:
         """Who runs the step, as a user would write it."""
         if self.builtin is not None:
             return self.builtin
+        if self.workflow is not None:
+            name = self.workflow if isinstance(self.workflow, str) else self.workflow.name
+            return f"workflow {name!r}"
         if self.agent is not None:
             return f"agent {self.agent!r}"
         if self.capability is not None:

@@ -43,6 +43,7 @@ async def run_workflow(
     on_start: StartCallback | None = None,
     on_events: EventSink | None = None,
     clock: Clock | None = None,
+    parent: str | None = None,
 ) -> RunResult:
     """Run `workflow` on `input` to its end and return the result.
 
@@ -69,6 +70,7 @@ async def run_workflow(
             base_dir=workflow.base_dir,
             input=input,
             max_parallel=limit,
+            parent=parent,
         )
         if not await opened.create_run(started):
             return await _continue(

@@ -36,6 +36,7 @@ from podium.errors import (
     OutputTooLarge,
     PodiumError,
     RunBusy,
+    RunNotFound,
     StepTimeout,
 )
 from podium.model import (
@@ -45,6 +46,7 @@ from podium.model import (
     ErrorInfo,
     Event,
     RunFinished,
+    RunHistory,
     RunWaiting,
     StepExpanded,
     StepFailed,
@@ -53,6 +55,7 @@ from podium.model import (
     StepSucceeded,
     TimerStarted,
     Usage,
+    Workflow,
 )
 from podium.runtime.approvals import Approvals, Decision
 from podium.runtime.clock import Cancellable, Clock
@@ -158,6 +161,28 @@ class Execution:
                 self._timer.cancel()
             for task in self._tasks:
                 task.cancel()
+
+    async def run_child(self, workflow: Workflow, input: Any, *, run_id: str) -> RunHistory:
+        """Run a child workflow in this run's store and clock; a failed child is redriven.
+
+        Called again for the same child (a retry, a resume of this run), it resumes the
+        child or reads back its result: completed child steps never run twice.
+        """
+        from podium.runtime.api import resume_run, run_workflow
+
+        try:
+            before = await self.store.get_run(run_id)
+        except RunNotFound:
+            before = None
+        if before is not None and before.status == "failed":
+            redriven = await resume_run(
+                run_id, store=self.store, workflow=workflow, clock=self.clock
+            )
+            return redriven.history
+        result = await run_workflow(
+            workflow, input, store=self.store, run_id=run_id, clock=self.clock, parent=self.run_id
+        )
+        return result.history
 
     def lose_lease(self, holder: str) -> None:
         """Another process took the run over: stop at once, writing nothing more."""
@@ -485,6 +510,7 @@ class Execution:
             index=unit.index,
             attempt=unit.attempt,
             agent=agent.name,
+            children=self,
         )
         loop = self._loop
         began = loop.time()

@@ -7,6 +7,7 @@ plan, and reports all problems together as one `DefinitionError` — before anyt
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from podium.agents import Agent, PythonAgent, Registry, import_callable
 from podium.errors import DefinitionError, InputError, Location
 from podium.model import Step, Workflow
 from podium.model.workflow import CallableRef, callable_name
+from podium.runtime.subworkflow import WorkflowAgent
 from podium.scheduler.plan import Plan
 from podium.spec import Template, compile_condition, compile_template, validate_workflow
 
@@ -98,9 +100,31 @@ def _path_part(part: str | int) -> str:
     return f"[{part}]" if isinstance(part, int) else f".{part}"
 
 
+# The workflow files being prepared, outermost first: a sub-workflow that includes one of
+# them again would never end.
+_PREPARING: ContextVar[tuple[str, ...]] = ContextVar("podium_preparing", default=())
+
+
 def prepare(workflow: Workflow) -> Prepared:
-    """Check and bind `workflow`; raises `DefinitionError` listing every problem found."""
+    """Check and bind `workflow`; raises `DefinitionError` listing every problem found.
+
+    Sub-workflows are prepared too, so a mistake in one is found before anything runs.
+    """
     validate_workflow(workflow)
+    token = _PREPARING.set((*_PREPARING.get(), _identity(workflow)))
+    try:
+        return _prepare(workflow)
+    finally:
+        _PREPARING.reset(token)
+
+
+def _identity(workflow: Workflow) -> str:
+    """A workflow read from a file is known by the file; one built in code by itself."""
+    source = Path(workflow.source)
+    return str(source.resolve()) if source.is_file() else f"<{workflow.name} {id(workflow)}>"
+
+
+def _prepare(workflow: Workflow) -> Prepared:
     binder = _Binder(workflow)
     steps: dict[str, PreparedStep] = {}
     for step in workflow.steps.values():
@@ -171,6 +195,51 @@ class _Binder:
             payload=compile_template(with_, where=self._at(*path, "with")),
         )
 
+    def child(self, ref: str | Workflow, with_: Any, *path: str) -> PreparedCall:
+        """The call of a `workflow` step: the child workflow, loaded and prepared."""
+        where = self.workflow.locate(*path, "workflow")
+        child: Workflow | None = None
+        if isinstance(ref, str):
+            file = Path(self.workflow.base_dir) / ref
+            chain = _PREPARING.get()
+            if str(file.resolve()) in chain:
+                names = [Path(p).name for p in chain[chain.index(str(file.resolve())) :]]
+                self.problems.append(
+                    DefinitionError(
+                        f"sub-workflows include each other: {' -> '.join([*names, file.name])}",
+                        where=where,
+                    )
+                )
+            elif not file.is_file():
+                self.problems.append(DefinitionError(f"no workflow file {ref!r}", where=where))
+            else:
+                child = self._load(file)
+        else:
+            child = ref
+        agent: Agent | None = None
+        if child is not None:
+            try:
+                prepare(child)
+            except DefinitionError as exc:
+                self.problems.append(exc)
+            else:
+                key = f"workflow:{_identity(child)}"
+                agent = self.inline.setdefault(key, WorkflowAgent(child))
+        return PreparedCall(
+            agent=agent,
+            capability=None,
+            payload=compile_template(with_, where=self._at(*path, "with")),
+        )
+
+    def _load(self, file: Path) -> Workflow | None:
+        from podium.spec import load_workflow
+
+        try:
+            return load_workflow(file)
+        except DefinitionError as exc:
+            self.problems.append(exc)
+            return None
+
     def _at(self, *base: str) -> Callable[[tuple[str | int, ...]], Location]:
         # Located only if an expression is wrong: looking up is not free for 10,000 steps.
         return lambda path: self.workflow.locate(*base, *path)
@@ -179,7 +248,9 @@ class _Binder:
         path = ("steps", step.id)
         at = self._at
         call = None
-        if step.builtin is None:
+        if step.workflow is not None:
+            call = self.child(step.workflow, step.with_, *path)
+        elif step.builtin is None:
             call = self.call(step.agent, step.capability, step.uses, step.with_, *path)
         extra = {
             name: self.call(c.agent, c.capability, c.uses, c.with_, *path, name)

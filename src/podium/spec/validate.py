@@ -98,13 +98,14 @@ def _check_step(
             ("sleep", step.sleep),
             ("wait_until", step.wait_until),
             ("approval", step.approval),
+            ("workflow", step.workflow),
         )
         if value is not None
     ]
     if len(named) != 1:
         found = f" (it names {' and '.join(named)})" if named else ""
         problem(
-            f"step {sid!r} must name exactly one of agent, capability, uses, "
+            f"step {sid!r} must name exactly one of agent, capability, uses, workflow, "
             f"sleep, wait_until or approval{found}"
         )
     if step.agent is not None and step.agent not in wf.agents:
