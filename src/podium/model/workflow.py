@@ -88,10 +88,15 @@ class CircuitPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSpec:
-    """An agent as declared: what it runs, what it can do, how many calls it takes at once."""
+    """An agent as declared: what it runs, what it can do, how many calls it takes at once.
+
+    It runs a Python callable (`uses`) or a whole workflow (`workflow`: a file, relative to
+    the declaring workflow's folder, or a `Workflow`), each call a child run of its own.
+    """
 
     name: str
-    uses: CallableRef
+    uses: CallableRef | None = None
+    workflow: str | Workflow | None = None
     capabilities: frozenset[str] = frozenset()
     concurrency: int | None = None
     description: str = ""
@@ -205,7 +210,8 @@ class Workflow:
 
     Steps and agents may be given as lists (or as mappings by id). `locations` maps a path
     in the definition (`("steps", "check", "uses")`) to where it stands in the source file,
-    so that errors found later still point at the text.
+    so that errors found later still point at the text. `search_paths` are more folders to
+    import `uses` modules from, after `base_dir` (an agent catalog's folder, say).
     """
 
     name: str
@@ -219,6 +225,7 @@ class Workflow:
     source: str
     base_dir: str
     locations: Mapping[tuple[str | int, ...], Location]
+    search_paths: tuple[str, ...]
 
     def __init__(
         self,
@@ -234,6 +241,7 @@ class Workflow:
         source: str = "<python>",
         base_dir: str = "",
         locations: Mapping[tuple[str | int, ...], Location] | None = None,
+        search_paths: Iterable[str] = (),
     ) -> None:
         if not isinstance(steps, Mapping):
             steps = _steps_by_id(steps)
@@ -251,6 +259,7 @@ class Workflow:
             "source": source,
             "base_dir": base_dir or str(Path.cwd()),
             "locations": locations or {},
+            "search_paths": tuple(search_paths),
         }
         for key, value in fields.items():
             object.__setattr__(self, key, value)

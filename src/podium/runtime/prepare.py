@@ -153,13 +153,26 @@ class _Binder:
         self.problems: list[DefinitionError] = []
         self.registry = Registry()
         self.inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by steps
-        self._search = [workflow.base_dir, str(Path.cwd())]
+        self._search = [workflow.base_dir, *workflow.search_paths, str(Path.cwd())]
         for spec in workflow.agents.values():
-            fn = self._resolve(spec.uses, "agents", spec.name, "uses")
-            if fn is not None:
-                agent = PythonAgent(
-                    spec.name, fn, capabilities=spec.capabilities, concurrency=spec.concurrency
-                )
+            agent: Agent | None = None
+            if spec.workflow is not None:
+                where = workflow.locate("agents", spec.name, "workflow")
+                child = self._child_workflow(spec.workflow, where)
+                if child is not None:
+                    agent = WorkflowAgent(
+                        child,
+                        name=spec.name,
+                        capabilities=spec.capabilities,
+                        concurrency=spec.concurrency,
+                    )
+            elif spec.uses is not None:
+                fn = self._resolve(spec.uses, "agents", spec.name, "uses")
+                if fn is not None:
+                    agent = PythonAgent(
+                        spec.name, fn, capabilities=spec.capabilities, concurrency=spec.concurrency
+                    )
+            if agent is not None:
                 self.registry.add(agent, circuit=spec.circuit)
 
     def _resolve(self, ref: CallableRef, *path: str | int) -> Any:
@@ -197,7 +210,19 @@ class _Binder:
 
     def child(self, ref: str | Workflow, with_: Any, *path: str) -> PreparedCall:
         """The call of a `workflow` step: the child workflow, loaded and prepared."""
-        where = self.workflow.locate(*path, "workflow")
+        child = self._child_workflow(ref, self.workflow.locate(*path, "workflow"))
+        agent: Agent | None = None
+        if child is not None:
+            key = f"workflow:{_identity(child)}"
+            agent = self.inline.setdefault(key, WorkflowAgent(child))
+        return PreparedCall(
+            agent=agent,
+            capability=None,
+            payload=compile_template(with_, where=self._at(*path, "with")),
+        )
+
+    def _child_workflow(self, ref: str | Workflow, where: Location) -> Workflow | None:
+        """The child workflow `ref` names, prepared (so its mistakes count as ours)."""
         child: Workflow | None = None
         if isinstance(ref, str):
             file = Path(self.workflow.base_dir) / ref
@@ -216,20 +241,14 @@ class _Binder:
                 child = self._load(file)
         else:
             child = ref
-        agent: Agent | None = None
-        if child is not None:
-            try:
-                prepare(child)
-            except DefinitionError as exc:
-                self.problems.append(exc)
-            else:
-                key = f"workflow:{_identity(child)}"
-                agent = self.inline.setdefault(key, WorkflowAgent(child))
-        return PreparedCall(
-            agent=agent,
-            capability=None,
-            payload=compile_template(with_, where=self._at(*path, "with")),
-        )
+        if child is None:
+            return None
+        try:
+            prepare(child)
+        except DefinitionError as exc:
+            self.problems.append(exc)
+            return None
+        return child
 
     def _load(self, file: Path) -> Workflow | None:
         from podium.spec import load_workflow

@@ -19,12 +19,18 @@ from podium.model import Workflow
 class WorkflowAgent:
     """An agent whose work is a whole workflow."""
 
-    capabilities: frozenset[str] = frozenset()
-    concurrency: int | None = None
-
-    def __init__(self, workflow: Workflow) -> None:
-        self.name = f"workflow:{workflow.name}"
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        name: str | None = None,
+        capabilities: frozenset[str] = frozenset(),
+        concurrency: int | None = None,
+    ) -> None:
+        self.name = name or f"workflow:{workflow.name}"
         self.workflow = workflow
+        self.capabilities = capabilities
+        self.concurrency = concurrency
 
     async def call(self, payload: Any, ctx: StepContext) -> Any:
         if ctx.children is None:
