@@ -12,7 +12,7 @@ Every `PodiumError` ends the command with its message on stderr, never a traceba
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from podium.runtime import RunResult
     from podium.runtime.api import StartCallback
     from podium.runtime.execution import EventSink
+    from podium.spec import Catalog
     from podium.store import Store
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "waiting": 3, "running": 3, "cancelled": 4}
@@ -78,6 +79,16 @@ max_parallel_option = click.option(
     help="Run at most N steps at once (default: the workflow's max_parallel, else no limit).",
 )
 workflow_file = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+agents_option = click.option(
+    "--agents",
+    "agents_file",
+    envvar="PODIUM_AGENTS",
+    show_envvar=True,
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A shared agent catalog (agents.yaml): its agents are added to the workflow's, "
+    "which win over them.",
+)
 
 
 @click.group(cls=_Podium, context_settings={"help_option_names": ["-h", "--help"]})
@@ -105,6 +116,7 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @main.command()
 @workflow_file
+@agents_option
 @input_options
 @click.option(
     "--run-id",
@@ -117,6 +129,7 @@ def input_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @json_option
 def run(
     file: Path,
+    agents_file: Path | None,
     input_text: str | None,
     input_file: Path | None,
     run_id: str | None,
@@ -126,9 +139,8 @@ def run(
 ) -> None:
     """Run the workflow in FILE to its end and print the result."""
     from podium.runtime import run_workflow
-    from podium.spec import load_workflow
 
-    workflow = load_workflow(file)
+    workflow = _load_workflow(file, agents_file)
     value = _read_input(input_text, input_file)
     _execute(
         db,
@@ -370,15 +382,15 @@ def events(run_id: str, db: str, as_json: bool) -> None:
 
 @main.command()
 @workflow_file
-def validate(file: Path) -> None:
+@agents_option
+def validate(file: Path, agents_file: Path | None) -> None:
     """Check the workflow in FILE without running it.
 
     Syntax, references, cycles, expressions, and that every agent can be imported.
     """
     from podium.runtime import prepare
-    from podium.spec import load_workflow
 
-    workflow = load_workflow(file)
+    workflow = _load_workflow(file, agents_file)
     prepare(workflow)
     click.echo(
         f"{file}: ok ({_count(len(workflow.steps), 'step')}, "
@@ -388,6 +400,7 @@ def validate(file: Path) -> None:
 
 @main.command()
 @workflow_file
+@agents_option
 @click.option(
     "--format",
     "fmt",
@@ -396,12 +409,87 @@ def validate(file: Path) -> None:
     show_default=True,
     help="Mermaid (renders in GitHub and most docs) or Graphviz dot.",
 )
-def graph(file: Path, fmt: str) -> None:
+def graph(file: Path, agents_file: Path | None, fmt: str) -> None:
     """Print the dependency graph of the workflow in FILE."""
     from podium.cli.graph import render_graph
-    from podium.spec import load_workflow
 
-    click.echo(render_graph(load_workflow(file), fmt), nl=False)
+    click.echo(render_graph(_load_workflow(file, agents_file), fmt), nl=False)
+
+
+@main.command()
+@agents_option
+@db_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Count the calls of the N most recent runs.",
+)
+@json_option
+def agents(agents_file: Path | None, db: str, limit: int, as_json: bool) -> None:
+    """List the agents of the catalog (--agents) with their limits and live statistics.
+
+    Calls, failures, success rate, mean latency and last use are counted over the most
+    recent runs in the store. Without a catalog, the agents those runs called are listed.
+    """
+    from podium.cli.stats import AgentStats, agent_stats
+    from podium.spec import load_catalog
+
+    catalog = None if agents_file is None else load_catalog(agents_file)
+
+    async def go(store: Store) -> dict[str, AgentStats]:
+        logs: list[list[Event]] = []
+        for summary in await store.list_runs(limit):
+            try:
+                logs.append(await store.load(summary.run_id))
+            except RunNotFound:  # deleted between listing and loading
+                continue
+        return agent_stats(logs)
+
+    if catalog is not None and _no_such_store(db):
+        stats: dict[str, AgentStats] = {}  # a catalog nothing has used yet
+    else:
+        stats = _with_store(db, go, existing=True)
+    rows = _agent_rows(catalog, stats)
+    if as_json:
+        _print_json(rows)
+    else:
+        from podium.cli.render import print_agents
+
+        print_agents(_console(), rows)
+
+
+def _agent_rows(catalog: Catalog | None, stats: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One JSON object per agent: the catalog's in its order, else each agent that was called."""
+    from podium.cli.stats import AgentStats
+
+    if catalog is None:
+        return [{"name": name, **found.as_json()} for name, found in stats.items()]
+    rows: list[dict[str, Any]] = []
+    for name, spec in catalog.agents.items():
+        written = catalog.documents[name]
+        circuit = spec.circuit
+        rows.append(
+            {
+                "name": name,
+                "description": spec.description,
+                "uses": written.get("uses"),
+                "capabilities": sorted(spec.capabilities),
+                "concurrency": spec.concurrency,
+                "circuit": None
+                if circuit is None
+                else {
+                    "failures": circuit.failures,
+                    "window": circuit.window,
+                    "cooldown": circuit.cooldown,
+                },
+                "retry": written.get("retry"),
+                "timeout": written.get("timeout"),
+                **stats.get(name, AgentStats()).as_json(),
+            }
+        )
+    return rows
 
 
 @main.command()
@@ -493,6 +581,19 @@ async def _known_events(store: Store, run_id: str | None) -> list[Event]:
         return []  # a new run with a chosen id; `resume` reports the unknown id itself
 
 
+def _load_workflow(file: Path, agents_file: Path | None) -> Workflow:
+    """The workflow in `file`, with the agents of the catalog `agents_file` if one is given."""
+    from podium.spec import load_catalog, load_workflow
+
+    catalog = None if agents_file is None else load_catalog(agents_file)
+    return load_workflow(file, catalog=catalog)
+
+
+def _no_such_store(db: str) -> bool:
+    """Whether `db` names a SQLite file that is not there (so no run was ever stored in it)."""
+    return "://" not in db and db != ":memory:" and not Path(db).exists()
+
+
 def _with_store(db: str, action: Callable[[Store], Awaitable[T]], *, existing: bool = False) -> T:
     """Open the store, run `action` on it in a fresh event loop, and always close it.
 
@@ -503,7 +604,7 @@ def _with_store(db: str, action: Callable[[Store], Awaitable[T]], *, existing: b
 
     from podium.store import open_store
 
-    if existing and "://" not in db and db != ":memory:" and not Path(db).exists():
+    if existing and _no_such_store(db):
         raise InputError(f"no store at {db}: give the --db (or PODIUM_DB) the run was made with")
 
     async def go() -> T:

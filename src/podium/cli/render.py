@@ -1,4 +1,4 @@
-"""How a run looks on a terminal: the step table, the live progress view, runs and events.
+"""How a run looks on a terminal: the step table, the live progress view, runs, events, agents.
 
 The live view and the final summary draw the same table from the same `RunHistory`, folded
 from the same events the engine records, so what scrolls by during a run is exactly what
@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any
@@ -157,6 +157,37 @@ def print_runs(console: Console, runs: Sequence[RunSummary]) -> None:
             status_text(run.status),
             _clock(run.created_at),
             _clock(run.updated_at),
+        )
+    console.print(table)
+
+
+def print_agents(console: Console, agents: Sequence[Mapping[str, Any]]) -> None:
+    """The rows of `podium agents`: each agent's capabilities, limits and statistics.
+
+    `limit` is the concurrency, `circuit` opens after so many failures in so long, `latency`
+    is the mean from start to end of a call.
+    """
+    if not agents:
+        console.print("no agents: give a catalog with --agents, or run a workflow first")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    columns = ("agent", "capabilities", "limit", "circuit", "calls", "failed", "success")
+    for column in (*columns, "latency", "last used"):
+        table.add_column(column)
+    for agent in agents:
+        circuit = agent.get("circuit")
+        rate = agent["success_rate"]
+        latency = agent["mean_latency"]
+        table.add_row(
+            agent["name"],
+            ", ".join(agent.get("capabilities") or ()),
+            "" if agent.get("concurrency") is None else str(agent["concurrency"]),
+            "" if not circuit else f"{circuit['failures']} in {circuit['window']:g}s",
+            str(agent["calls"]),
+            str(agent["failures"]),
+            "" if rate is None else f"{rate:.0%}",
+            "" if latency is None else f"{latency:.2f}s",
+            "never" if agent["last_used"] is None else _clock(agent["last_used"]),
         )
     console.print(table)
 

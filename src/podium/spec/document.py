@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from podium.errors import DefinitionError, Location
@@ -32,7 +33,7 @@ from podium.spec.paths import Key, describe_type, path_text
 from podium.spec.schema import schema_problems
 from podium.spec.validate import sort_problems, validate_workflow
 
-__all__ = ["workflow_from_document", "workflow_to_document"]
+__all__ = ["agents_from_document", "workflow_from_document", "workflow_to_document"]
 
 _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_GUARDS = Guards()
@@ -85,6 +86,19 @@ def workflow_from_document(
     return workflow
 
 
+def agents_from_document(
+    agents: Mapping[str, Any], *, source: str, locations: Mapping[tuple[Key, ...], Location]
+) -> tuple[dict[str, AgentSpec], list[DefinitionError]]:
+    """The agents of an `agents:` mapping (a catalog's) and the problems in reading them.
+
+    The mapping must already meet the schema; what is left to find are unreadable durations,
+    located through `locations` at the same paths (`agents.<name>...`) as in a workflow.
+    """
+    reader = _Reader(source, locations)
+    found = {str(name): reader.agent(str(name), _mapping(doc)) for name, doc in agents.items()}
+    return found, reader.problems
+
+
 def workflow_to_document(wf: Workflow) -> dict[str, Any]:
     """`wf` as a JSON-serialisable document that `workflow_from_document` reads back."""
     doc: dict[str, Any] = {"name": wf.name}
@@ -105,6 +119,8 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
         doc["max_tokens"] = guards.max_tokens
     if guards.max_cost is not None:
         doc["max_cost"] = guards.max_cost
+    if wf.search_paths:
+        doc["search_paths"] = list(wf.search_paths)
     # Workflow `defaults` and an agent's `retry`/`timeout` were resolved into each step when
     # the workflow was read, so the steps below carry them and the document needs no more.
     if wf.agents:
@@ -249,6 +265,8 @@ class _Reader:
             source=self.source,
             base_dir=base_dir,
             locations=self.locations,
+            # Relative to the workflow's folder; a stored definition has them absolute.
+            search_paths=tuple(str(Path(base_dir, p)) for p in _names(doc.get("search_paths"))),
         )
 
     def policies(self, path: tuple[Key, ...], doc: Mapping[str, Any]) -> _Policies:

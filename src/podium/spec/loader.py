@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import yaml
 
@@ -20,7 +20,10 @@ from podium.model.workflow import Workflow
 from podium.spec.document import workflow_from_document
 from podium.spec.paths import Key
 
-__all__ = ["load_workflow", "parse_yaml"]
+if TYPE_CHECKING:
+    from podium.spec.catalog import Catalog
+
+__all__ = ["load_workflow", "parse_yaml", "read_text"]
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -74,29 +77,20 @@ class _Positions(Mapping[tuple[Key, ...], Location]):
         return len(self._positions)
 
 
-def load_workflow(path: str | Path) -> Workflow:
+def load_workflow(path: str | Path, *, catalog: Catalog | None = None) -> Workflow:
     """Read, check and return the workflow in `path`; raises `DefinitionError` with all problems.
 
     `source` is the path as given (so messages read as the user typed it) and `base_dir` the
     file's folder, absolute, where the runtime looks for the modules of `uses` callables.
+    The agents of a `catalog` (`load_catalog`) are added to the workflow's own before it is
+    checked; an agent the workflow declares itself wins over the catalog's of that name.
     """
     source = str(path)
     file = Path(path)
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise DefinitionError("no such file", where=Location(source)) from None
-    except OSError as exc:
-        raise DefinitionError(
-            f"cannot read the file: {exc.strerror or exc}", where=Location(source)
-        ) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DefinitionError(
-            f"not UTF-8 text (byte {exc.start} cannot be decoded)", where=Location(source)
-        ) from None
+    text = read_text(file, source)
     doc, locations, problems = parse_yaml(text, source)
+    if catalog is not None:
+        doc, locations = catalog.merge(doc, locations)
     return workflow_from_document(
         doc,
         source=source,
@@ -106,12 +100,34 @@ def load_workflow(path: str | Path) -> Workflow:
     )
 
 
+def read_text(file: Path, source: str) -> str:
+    """The text in `file`, or a `DefinitionError` at `source` saying why it cannot be read."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise DefinitionError("no such file", where=Location(source)) from None
+    except OSError as exc:
+        raise DefinitionError(
+            f"cannot read the file: {exc.strerror or exc}", where=Location(source)
+        ) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DefinitionError(
+            f"not UTF-8 text (byte {exc.start} cannot be decoded)", where=Location(source)
+        ) from None
+
+
+_EMPTY = "the file is empty; a workflow is a mapping with `name` and `steps`"
+
+
 def parse_yaml(
-    text: str, source: str
+    text: str, source: str, *, empty: str = _EMPTY
 ) -> tuple[Any, Mapping[tuple[Key, ...], Location], list[DefinitionError]]:
     """The data in `text`, where each key stands, and the problems that still let it be read.
 
-    A syntax error raises `DefinitionError` at once: nothing after it can be trusted.
+    A syntax error raises `DefinitionError` at once: nothing after it can be trusted, and so
+    does an empty document (`empty` says what belongs there).
     """
     quick = _quick_parse(text, source)
     if quick is not None:
@@ -141,10 +157,7 @@ def parse_yaml(
     finally:
         loader.dispose()
     if node is None:
-        raise DefinitionError(
-            "the file is empty; a workflow is a mapping with `name` and `steps`",
-            where=Location(source),
-        )
+        raise DefinitionError(empty, where=Location(source))
     builder = _Builder(source)
     try:
         doc = builder.value(node, ())

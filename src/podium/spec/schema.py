@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from podium.errors import DefinitionError, Location
 from podium.spec.paths import Key, describe_type, path_text
@@ -24,12 +24,21 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
-__all__ = ["IDENTIFIER", "bad_identifier", "load_schema", "schema_problems", "suggest"]
+__all__ = [
+    "IDENTIFIER",
+    "bad_identifier",
+    "catalog_schema",
+    "load_schema",
+    "schema_problems",
+    "suggest",
+]
 
 IDENTIFIER = "^[A-Za-z_][A-Za-z0-9_-]*$"
 ERROR_TYPE = "^[A-Za-z_][A-Za-z0-9_.]*$"
 
 Locate = Callable[..., Location]
+# Which document a schema describes: a workflow, or a shared agent catalog.
+Kind = Literal["workflow", "catalog"]
 
 _TYPE_WORDS = {
     "object": "a mapping",
@@ -52,10 +61,36 @@ def load_schema() -> Mapping[str, Any]:
 
 
 @functools.cache
-def _validator() -> Draft202012Validator:
+def catalog_schema() -> Mapping[str, Any]:
+    """The schema of an agent catalog: `agents`, each exactly a workflow's agent.
+
+    It is made from the workflow schema (its `agents` property and its definitions), so the
+    two cannot drift apart.
+    """
+    workflow = load_schema()
+    return {
+        "$schema": workflow["$schema"],
+        "title": "podium agent catalog",
+        "description": "Agents shared by workflows (--agents / PODIUM_AGENTS). See docs/spec.md.",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["agents"],
+        "properties": {"agents": workflow["properties"]["agents"]},
+        "$defs": workflow["$defs"],
+    }
+
+
+_SCHEMAS: dict[str, Callable[[], Mapping[str, Any]]] = {
+    "workflow": load_schema,
+    "catalog": catalog_schema,
+}
+
+
+@functools.cache
+def _validator(kind: Kind = "workflow") -> Draft202012Validator:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(load_schema())
+    return Draft202012Validator(_SCHEMAS[kind]())
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str:
@@ -64,32 +99,32 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def schema_problems(doc: Any, locate: Locate) -> list[DefinitionError]:
-    """Every way `doc` breaks the workflow schema, one located error each."""
-    if _quick_valid(doc):
+def schema_problems(doc: Any, locate: Locate, kind: Kind = "workflow") -> list[DefinitionError]:
+    """Every way `doc` breaks the workflow (or catalog) schema, one located error each."""
+    if _quick_valid(doc, kind):
         return []
     problems: dict[str, DefinitionError] = {}
-    for error in _validator().iter_errors(doc):
-        for problem in _translate(error, locate):
+    for error in _validator(kind).iter_errors(doc):
+        for problem in _translate(error, locate, f"the {kind}"):
             problems.setdefault(problem.problems[0], problem)
     return list(problems.values())
 
 
-def _quick_valid(doc: Any) -> bool:
+def _quick_valid(doc: Any, kind: Kind = "workflow") -> bool:
     """Whether `doc` surely meets the schema; False when in doubt (jsonschema then decides)."""
     try:
-        return _quick_check()(doc)
+        return _quick_check(kind)(doc)
     except Exception:  # an odd value (a key that is not text, say): let jsonschema judge
         return False
 
 
-def _name(path: tuple[Key, ...]) -> str:
-    return path_text(path) if path else "the workflow"
+def _name(path: tuple[Key, ...], root: str) -> str:
+    return path_text(path) if path else root
 
 
-def _translate(error: ValidationError, locate: Locate) -> list[DefinitionError]:
+def _translate(error: ValidationError, locate: Locate, root: str) -> list[DefinitionError]:
     path = tuple(error.absolute_path)
-    name = _name(path)
+    name = _name(path, root)
     kind = str(error.validator)
     expected: Any = error.validator_value
     instance: Any = error.instance
@@ -110,7 +145,7 @@ def _translate(error: ValidationError, locate: Locate) -> list[DefinitionError]:
             if key not in instance
         ]
     if kind == "anyOf":
-        return _translate_any_of(error, locate)
+        return _translate_any_of(error, locate, root)
     if kind == "pattern" and "propertyNames" in error.absolute_schema_path:
         what = _NAMED_BY_KEY.get(str(path[-1]) if path else "", "name")
         return [DefinitionError(bad_identifier(instance, what), where=locate(*path, instance))]
@@ -153,7 +188,7 @@ def _types(expected: str | list[str]) -> str:
     return " or ".join(_TYPE_WORDS.get(n, n) for n in names)
 
 
-def _translate_any_of(error: ValidationError, locate: Locate) -> list[DefinitionError]:
+def _translate_any_of(error: ValidationError, locate: Locate, root: str) -> list[DefinitionError]:
     """Report the branch the value was meant for, or else which kinds of value are accepted.
 
     A branch whose only complaint is the value's type is not the one the author meant; the
@@ -166,12 +201,13 @@ def _translate_any_of(error: ValidationError, locate: Locate) -> list[Definition
     for subs in by_branch.values():
         type_errors = [s for s in subs if s.validator == "type" and not s.relative_path]
         if not type_errors:
-            return [problem for sub in subs for problem in _translate(sub, locate)]
+            return [problem for sub in subs for problem in _translate(sub, locate, root)]
         accepted.extend(_types(cast(Any, s.validator_value)) for s in type_errors)
     path = tuple(error.absolute_path)
+    found = describe_type(error.instance)
     return [
         DefinitionError(
-            f"{_name(path)} must be {' or '.join(accepted)}, not {describe_type(error.instance)}",
+            f"{_name(path, root)} must be {' or '.join(accepted)}, not {found}",
             where=locate(*path),
         )
     ]
@@ -208,8 +244,8 @@ def _always(value: Any) -> bool:
 
 
 @functools.cache
-def _quick_check() -> Check:
-    root = load_schema()
+def _quick_check(kind: Kind) -> Check:
+    root = _SCHEMAS[kind]()
     compiled: dict[str, Check] = {}
     compiling: set[str] = set()
 
