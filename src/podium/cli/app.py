@@ -95,7 +95,7 @@ agents_option = click.option(
 @click.version_option(package_name="podium", prog_name="podium")
 def main() -> None:
     """podium runs workflows of AI agents durably: every step is recorded, so a run
-    survives crashes and can be resumed, inspected and explained.
+    survives crashes and can be resumed, inspected step by step, and forked.
 
     Exit codes: 0 succeeded, 1 failed, 2 invalid definition, input or usage,
     3 waiting, 4 cancelled, 130 interrupted.
