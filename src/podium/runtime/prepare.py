@@ -213,8 +213,12 @@ class _Binder:
         child = self._child_workflow(ref, self.workflow.locate(*path, "workflow"))
         agent: Agent | None = None
         if child is not None:
-            key = f"workflow:{_identity(child)}"
-            agent = self.inline.setdefault(key, WorkflowAgent(child))
+            # Steps naming the same file share one agent; a child given inline or in code is
+            # its own (two inline children may come from one file: its source is no key).
+            named_by = (
+                Path(self.workflow.base_dir, ref).resolve() if isinstance(ref, str) else id(ref)
+            )
+            agent = self.inline.setdefault(f"workflow:{named_by}", WorkflowAgent(child))
         return PreparedCall(
             agent=agent,
             capability=None,

@@ -8,8 +8,8 @@ schema definition, so a mistake is reported as `agents.yaml:LINE:COL: message`.
 before it is checked (`Catalog.merge`): a workflow's own agent of the same name wins, an
 agent's `retry` and `timeout` reach the steps that name it like a workflow's own, and the
 catalog's folder is added to the workflow's `search_paths` so that a `uses` module next to
-the catalog is found. The merged agents are stored with each run, so a run resumes without
-the catalog file.
+the catalog is found, and an agent's relative `workflow:` file is made absolute against it.
+The merged agents are stored with each run, so a run resumes without the catalog file.
 """
 
 from __future__ import annotations
@@ -61,7 +61,9 @@ class Catalog:
         paths = doc.get("search_paths", [])
         if not isinstance(own, Mapping) or not isinstance(paths, list):
             return doc, locations
-        added = {name: spec for name, spec in self.documents.items() if name not in own}
+        added = {
+            name: self._anchored(spec) for name, spec in self.documents.items() if name not in own
+        }
         if not added:
             return doc, locations
         merged = dict(doc)
@@ -69,6 +71,14 @@ class Catalog:
         if self.base_dir not in paths:
             merged["search_paths"] = [*paths, self.base_dir]
         return merged, _MergedLocations(locations, self.locations, frozenset(added))
+
+    def _anchored(self, agent: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`agent` with a relative `workflow` path made absolute against the catalog's folder
+        (it would otherwise be read from the folder of each workflow that uses the agent)."""
+        child = agent.get("workflow")
+        if not isinstance(child, str) or not child or Path(child).is_absolute():
+            return agent
+        return {**agent, "workflow": str(Path(self.base_dir, child))}
 
 
 def load_catalog(path: str | Path) -> Catalog:

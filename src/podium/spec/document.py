@@ -9,7 +9,7 @@ to store that definition: plain JSON, callables as their "module:qualname" impor
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -132,7 +132,11 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
 
 
 def _agent_document(agent: AgentSpec) -> dict[str, Any]:
-    doc: dict[str, Any] = {"uses": callable_name(agent.uses)}
+    doc: dict[str, Any] = (
+        {"uses": callable_name(agent.uses)}
+        if agent.workflow is None
+        else {"workflow": _child_document(agent.workflow)}
+    )
     if agent.capabilities:
         doc["capabilities"] = sorted(agent.capabilities)
     if agent.concurrency is not None:
@@ -154,6 +158,7 @@ def _step_document(step: Step) -> dict[str, Any]:
         "agent": step.agent,
         "capability": step.capability,
         "uses": None if step.uses is None else callable_name(step.uses),
+        "workflow": None if step.workflow is None else _child_document(step.workflow),
         "sleep": step.sleep,
         "wait_until": step.wait_until,
         "approval": None if step.approval is None else _approval_document(step.approval),
@@ -172,6 +177,11 @@ def _step_document(step: Step) -> dict[str, Any]:
         "description": step.description or None,
     }
     return {key: value for key, value in optional.items() if value is not None}
+
+
+def _child_document(child: str | Workflow) -> str | dict[str, Any]:
+    """A sub-workflow as written: its file path, or (one built in code) its whole document."""
+    return child if isinstance(child, str) else workflow_to_document(child)
 
 
 def _retry_document(retry: RetryPolicy) -> dict[str, Any]:
@@ -233,6 +243,7 @@ class _Reader:
         self.problems: list[DefinitionError] = []
         self.defaults = _Policies()
         self.agent_policies: dict[str, _Policies] = {}
+        self.base_dir = "."
         # An empty workflow lends its `locate`, so that problems found before the real one
         # exists are placed by the same rule as every later one.
         self.locate = Workflow(
@@ -240,6 +251,7 @@ class _Reader:
         ).locate
 
     def workflow(self, doc: Mapping[str, Any], base_dir: str) -> Workflow:
+        self.base_dir = base_dir
         agents = _mapping(doc.get("agents"))
         steps = _mapping(doc.get("steps"))
         input_schema = doc.get("input")
@@ -281,9 +293,16 @@ class _Reader:
         capabilities = doc.get("capabilities")
         circuit = doc.get("circuit")
         self.agent_policies[name] = self.policies(("agents", name), doc)
+        uses = doc.get("uses")
+        workflow = doc.get("workflow")
+        if uses is not None and workflow is not None:
+            self.problem(_AGENT_TARGET.format(name=name), "agents", name)
         return AgentSpec(
             name=name,
-            uses=_text(doc.get("uses")),
+            uses=_optional_text(uses) if workflow is not None else _text(uses),
+            workflow=None
+            if workflow is None
+            else self.child_workflow(("agents", name, "workflow"), workflow),
             # Only non-empty strings: a list or mapping in the list would make frozenset
             # raise (unhashable); the schema check reports it to the user instead.
             capabilities=frozenset(c for c in _names(capabilities) if c),
@@ -320,6 +339,7 @@ class _Reader:
         approval = get("approval")
         fallback = get("fallback")
         compensate = get("compensate")
+        workflow = get("workflow")
         builtin = next((key for key in _BUILTINS if get(key) is not None), None)
         if builtin is not None:
             for key in _NOT_FOR_BUILTINS:
@@ -355,7 +375,26 @@ class _Reader:
             deadline=self.duration((*path, "deadline"), get("deadline"), positive=True),
             fallback=None if fallback is None else _call(fallback),
             compensate=None if compensate is None else _call(compensate),
+            workflow=None
+            if workflow is None
+            else self.child_workflow((*path, "workflow"), workflow),
         )
+
+    def child_workflow(self, path: tuple[Key, ...], value: Any) -> str | Workflow | None:
+        """A `workflow:` value: a file path as written, or an inline definition read here.
+
+        An inline child is located in this document, under `path`, and shares its folder.
+        Its own name as a source says where it stands, so that it is never mistaken for the
+        file that holds it (a workflow read from a file is known by the file).
+        """
+        if isinstance(value, str):
+            return value or None
+        if not isinstance(value, Mapping):
+            return None  # the schema reports the wrong type
+        reader = _Reader(f"{self.source} ({path_text(path)})", _Nested(self.locations, path))
+        child = reader.workflow(value, self.base_dir)
+        self.problems.extend(reader.problems)
+        return child
 
     def step_policies(
         self, path: tuple[Key, ...], doc: Mapping[str, Any], agent: str | None, builtin: str | None
@@ -453,6 +492,32 @@ class _Reader:
             self.problem(f"{path_text(path)} must be more than 0, not {value!r}", *path)
             return None
         return seconds
+
+
+_AGENT_TARGET = "agent {name!r} must have exactly one of uses or workflow"
+
+
+class _Nested(Mapping[tuple[Key, ...], Location]):
+    """The locations of a document nested in another at `prefix` (an inline sub-workflow)."""
+
+    __slots__ = ("_outer", "_prefix")
+
+    def __init__(self, outer: Mapping[tuple[Key, ...], Location], prefix: tuple[Key, ...]) -> None:
+        self._outer = outer
+        self._prefix = prefix
+
+    def __getitem__(self, path: tuple[Key, ...]) -> Location:
+        found = self._outer.get((*self._prefix, *path))
+        if found is None:
+            raise KeyError(path)
+        return found
+
+    def __iter__(self) -> Iterator[tuple[Key, ...]]:
+        size = len(self._prefix)
+        return (p[size:] for p in self._outer if p[:size] == self._prefix)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _call(value: Any) -> Call:

@@ -65,9 +65,11 @@ def catalog_schema() -> Mapping[str, Any]:
     """The schema of an agent catalog: `agents`, each exactly a workflow's agent.
 
     It is made from the workflow schema (its `agents` property and its definitions), so the
-    two cannot drift apart.
+    two cannot drift apart. An inline sub-workflow refers to the workflow schema's root
+    (`#`), which here is the catalog: its definition is the workflow schema's body instead.
     """
     workflow = load_schema()
+    body = {key: value for key, value in workflow.items() if key not in _ROOT_ONLY}
     return {
         "$schema": workflow["$schema"],
         "title": "podium agent catalog",
@@ -76,8 +78,11 @@ def catalog_schema() -> Mapping[str, Any]:
         "additionalProperties": False,
         "required": ["agents"],
         "properties": {"agents": workflow["properties"]["agents"]},
-        "$defs": workflow["$defs"],
+        "$defs": {**workflow["$defs"], "workflow": body},
     }
+
+
+_ROOT_ONLY = frozenset({"$schema", "$id", "$defs", "title", "description"})
 
 
 _SCHEMAS: dict[str, Callable[[], Mapping[str, Any]]] = {
@@ -250,6 +255,8 @@ def _quick_check(kind: Kind) -> Check:
     compiling: set[str] = set()
 
     def ref(target: str) -> Check:
+        if target == "#":  # the root itself (an inline sub-workflow): looked up when used
+            return lambda value: compiled["#"](value)
         name = target.removeprefix("#/$defs/")
         definitions = root.get("$defs", {})
         if name == target or name not in definitions:
@@ -322,7 +329,8 @@ def _quick_check(kind: Kind) -> Check:
             return _always
         return checks[0] if len(checks) == 1 else _all_of(tuple(checks))
 
-    return compile_schema(root)
+    compiled["#"] = compile_schema(root)
+    return compiled["#"]
 
 
 # The loops below are faster than all() or any() over a generator, and run for every value.

@@ -22,14 +22,25 @@ from podium.spec.expressions import Template, compile_condition, compile_templat
 from podium.spec.paths import Key, path_text
 from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
 
-__all__ = ["Ancestry", "find_cycles", "sort_problems", "validate_workflow"]
+__all__ = ["Ancestry", "find_cycles", "sort_problems", "validate_workflow", "workflow_problems"]
 
 _IDENTIFIER = re.compile(IDENTIFIER)
 _DEFAULT_RETRY = RetryPolicy()
 
 
 def validate_workflow(wf: Workflow) -> None:
-    """Raise `DefinitionError` listing every semantic problem of `wf`, located in its source."""
+    """Raise `DefinitionError` listing every semantic problem of `wf`, located in its source.
+
+    Sub-workflows given inline (a `Workflow`, not a file path) are checked too; a file is
+    read and checked when the workflow is prepared to run.
+    """
+    problems = workflow_problems(wf)
+    if problems:
+        raise DefinitionError.collect(sort_problems(problems))
+
+
+def workflow_problems(wf: Workflow) -> list[DefinitionError]:
+    """Every semantic problem of `wf` and of its inline sub-workflows, unsorted."""
     problems: list[DefinitionError] = []
     ancestry = Ancestry(wf)
     capabilities = {c for agent in wf.agents.values() for c in agent.capabilities}
@@ -37,6 +48,13 @@ def validate_workflow(wf: Workflow) -> None:
         if not _IDENTIFIER.fullmatch(name):
             problems.append(
                 DefinitionError(bad_identifier(name, "agent name"), where=wf.locate("agents", name))
+            )
+        if (agent.uses is None) == (agent.workflow is None):
+            problems.append(
+                DefinitionError(
+                    f"agent {name!r} must have exactly one of uses or workflow",
+                    where=wf.locate("agents", name),
+                )
             )
         _at_least_one(wf, problems, ("agents", name, "concurrency"), agent.concurrency)
         if agent.circuit is not None:
@@ -63,8 +81,11 @@ def validate_workflow(wf: Workflow) -> None:
         )
     _check_output(wf, problems)
     _check_input_schema(wf, problems)
-    if problems:
-        raise DefinitionError.collect(sort_problems(problems))
+    children = [a.workflow for a in wf.agents.values()] + [s.workflow for s in wf.steps.values()]
+    for child in children:
+        if isinstance(child, Workflow):
+            problems.extend(workflow_problems(child))
+    return problems
 
 
 def sort_problems(problems: list[DefinitionError]) -> list[DefinitionError]:
