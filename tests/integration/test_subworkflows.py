@@ -17,10 +17,12 @@ import pytest
 
 from podium import (
     AgentSpec,
+    Approval,
     RunNotFound,
     Step,
     StepContext,
     Workflow,
+    approve,
     read_result,
     resume_run,
     run_workflow,
@@ -222,3 +224,35 @@ async def test_a_workflow_can_be_an_agent_reached_by_capability(tmp_path: Path) 
     assert result.output == "NOTES ON EELS"
     assert result.history.steps["s"].agent == "researcher"
     assert (await read_result("d/s", store=db)).history.parent == "d"
+
+
+async def test_a_child_waiting_for_a_person_makes_the_parent_wait(tmp_path: Path) -> None:
+    db = str(tmp_path / "p.db")
+    gated = Workflow(
+        name="gated",
+        steps=[
+            Step(id="find", uses=research, with_={"topic": "${{ input.topic }}"}),
+            Step(id="ok", needs=("find",), approval=Approval(prompt="Publish?")),
+        ],
+        output="${{ steps.find.output }}",
+    )
+    wf = Workflow(
+        name="article",
+        steps=[
+            Step(id="intro", uses=research, with_={"topic": "intro"}),
+            Step(id="study", workflow=gated, with_={"topic": "${{ input.topic }}"}),
+            Step(id="write", needs=("study",), uses=research, with_={"topic": "done"}),
+        ],
+        output="${{ steps.study.output }}",
+    )
+    waiting = await run_workflow(wf, {"topic": "tides"}, store=db, run_id="art")
+    assert waiting.status == "waiting"
+    assert waiting.history.steps["study"].status == "waiting"
+    assert (await read_result("art/study", store=db)).status == "waiting"
+
+    await approve("art/study", "ok", store=db, by="ed")
+    ledger.clear()
+    done = await resume_run("art", store=db, workflow=wf)
+    assert done.status == "succeeded"
+    assert done.output == "notes on tides"
+    assert ledger == ["art:write"]  # neither `intro` nor the child's `find` ran again

@@ -243,9 +243,10 @@ def approve(
             run_id, step, store=store, approved=not reject, data=data, reason=reason, by=by
         )
         verdict = "rejected" if reject else "approved"
-        if (await store.get_run(run_id)).status == "waiting":
-            return f"{verdict} {step}; continue the run with: podium resume {run_id}"
-        return f"{verdict} {step}; the process executing run {run_id} will continue it"
+        top = await _top_run(store, run_id)  # a sub-workflow goes on with its parent
+        if (await store.get_run(top)).status == "waiting":
+            return f"{verdict} {step}; continue the run with: podium resume {top}"
+        return f"{verdict} {step}; the process executing run {top} will continue it"
 
     click.echo(_with_store(db, go, existing=True))
 
@@ -344,6 +345,17 @@ def show(run_id: str, db: str, as_json: bool) -> None:
             console.print()
             console.print(f"sub-workflow run {child.run_id} (of {child.parent}):")
             print_run(console, child, db)
+
+
+async def _top_run(store: Store, run_id: str) -> str:
+    """The outermost run above `run_id`: the one to resume for a sub-workflow to go on."""
+    from podium.model import RunStarted
+
+    while True:
+        first = (await store.load(run_id))[0]
+        if not isinstance(first, RunStarted) or first.parent is None:
+            return run_id
+        run_id = first.parent
 
 
 async def _with_children(store: Store, history: RunHistory) -> tuple[RunHistory, list[RunHistory]]:
@@ -553,12 +565,22 @@ def _execute(db: str, as_json: bool, start: Starter, *, title: str, run_id: str 
     else:
         print_run(console, result.history, db)
     if result.status == "waiting":
-        asking = [r.key for r in result.history.steps.values() if r.status == "waiting"]
-        click.echo(
-            f"waiting for a decision on {', '.join(asking)}: "
-            f"podium approve {result.run_id} {asking[0] if asking else 'STEP'} [--reject]",
-            err=True,
-        )
+        for record in result.history.steps.values():
+            if record.status != "waiting":
+                continue
+            if (record.agent or "").startswith("workflow:"):
+                child = f"{result.run_id}/{record.key}"
+                click.echo(
+                    f"{record.key} waits for its sub-workflow run {child}: see podium show "
+                    f"{child}, decide there, then podium resume {result.run_id}",
+                    err=True,
+                )
+            else:
+                click.echo(
+                    f"waiting for a decision on {record.key}: "
+                    f"podium approve {result.run_id} {record.key} [--reject]",
+                    err=True,
+                )
     raise click.exceptions.Exit(EXIT_CODES.get(result.status, EXIT_ERROR))
 
 

@@ -62,6 +62,7 @@ from podium.runtime.clock import Cancellable, Clock
 from podium.runtime.compensation import Compensation
 from podium.runtime.policies import Policies
 from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
+from podium.runtime.subworkflow import ChildWaiting
 from podium.scheduler import ActiveRun, Unit
 from podium.spec import truthy
 from podium.store import Store
@@ -122,6 +123,7 @@ class Execution:
         self._on_events = on_events
         self._cancelled = False
         self._lost_to: str | None = None
+        self._children_waiting: dict[str, str] = {}  # unit key -> the child run that waits
         self._stopped: ErrorInfo | None = None
         self._commit_soon = False
         self._policy = Policies(prepared, run_id=run_id, history=history)
@@ -205,13 +207,13 @@ class Execution:
                 self._poke()
 
     def _only_people_can_go_on(self) -> bool:
-        """Every unit in flight awaits a decision, and nothing else is due: stop and wait."""
-        awaiting = self._approvals.awaiting
+        """Every unit in flight awaits a decision (here or in a child), nothing else is due."""
+        waiting = len(self._approvals.awaiting) + len(self._children_waiting)
         return (
-            bool(awaiting)
+            waiting > 0
             and not self._tasks
             and not self._ended
-            and self.active.in_flight == len(awaiting)
+            and self.active.in_flight == waiting
             and self.active.next_wake() is None
             and not self._approvals.decisions_pending(self.clock.now())
         )
@@ -540,6 +542,14 @@ class Execution:
         completions: list[Event] = []
         while self._ended:
             ended = self._ended.popleft()
+            if isinstance(ended.error, ChildWaiting):  # no outcome yet: the unit waits
+                if ended.agent is not None:
+                    registry.finished(
+                        ended.agent, ok=True, seconds=ended.seconds, now=self.clock.now()
+                    )
+                    self._unblock(ended.agent)
+                self._children_waiting[ended.unit.key] = ended.error.run_id
+                continue
             if ended.agent is not None:
                 ok = ended.error is None
                 now = self.clock.now()
@@ -679,7 +689,7 @@ class Execution:
             await self._cancel_in_flight()
         finished: RunFinished | RunWaiting
         if waiting:
-            keys = sorted(self._approvals.awaiting)
+            keys = sorted([*self._approvals.awaiting, *self._children_waiting])
             finished = RunWaiting(seq=self._next_seq(), at=self.clock.now(), waiting_for=keys)
         else:
             status, output, error = self._outcome()

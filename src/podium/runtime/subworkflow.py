@@ -4,7 +4,8 @@ The child run's id is the parent's run id and the step key (`order-7/ship`), so 
 same on every attempt and after a crash: resuming the parent re-runs the unit, which finds
 the child by its id and resumes it (or reads back its result) instead of starting it anew.
 The child has its own log, linked to its parent by `RunStarted.parent`. Its output is the
-step's output; its failure is the step's failure, with the child's error inside.
+step's output; its failure is the step's failure, with the child's error inside. A child
+that waits for a person makes the parent wait too: resuming the parent resumes the child.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ from typing import Any
 from podium.agents import StepContext
 from podium.errors import AgentError
 from podium.model import Workflow
+
+
+class ChildWaiting(Exception):
+    """The child run waits for a person: the parent's unit waits with it, no failure."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"sub-workflow run {run_id} is waiting for a decision")
 
 
 class WorkflowAgent:
@@ -39,6 +48,8 @@ class WorkflowAgent:
         history = await ctx.children.run_child(self.workflow, payload, run_id=child_id)
         if history.status == "succeeded":
             return history.output
+        if history.status == "waiting":
+            raise ChildWaiting(child_id)
         error = history.error
         detail = f": {error.type} in {error.step or 'the run'}: {error.message}" if error else ""
         failure = AgentError(f"sub-workflow run {child_id} {history.status}{detail}")
