@@ -591,16 +591,8 @@ class Execution:
             )
         else:
             why = f": {decision.reason}" if decision.reason else ""
-            outcome = StepFailed(
-                seq=self._next_seq(),
-                at=now,
-                step=unit.step,
-                index=unit.index,
-                attempt=unit.attempt,
-                error=ErrorInfo(
-                    type="Rejected", message=f"rejected by {decision.by}{why}", step=unit.key
-                ),
-            )
+            message = f"rejected by {decision.by}{why}"
+            outcome = self._failed(unit, ErrorInfo(type="Rejected", message=message, step=unit.key))
         return [decided, outcome]
 
     async def _commit(self, completions: list[Event]) -> None:
@@ -659,15 +651,17 @@ class Execution:
     def _fail_unit(self, unit: Unit, error: PodiumError) -> None:
         """A unit that cannot even start (its expressions fail): failed for good, at once."""
         self._commit_soon = True
-        self._record(
-            StepFailed(
-                seq=self._next_seq(),
-                at=self.clock.now(),
-                step=unit.step,
-                index=unit.index,
-                attempt=unit.attempt,
-                error=self._error_info(unit, None, error),
-            )
+        self._record(self._failed(unit, self._error_info(unit, None, error)))
+
+    def _failed(self, unit: Unit, error: ErrorInfo) -> StepFailed:
+        """The end of a unit decided here rather than by its call's policies."""
+        return StepFailed(
+            seq=self._next_seq(),
+            at=self.clock.now(),
+            step=unit.step,
+            index=unit.index,
+            attempt=unit.attempt,
+            error=error,
         )
 
     def _unblock(self, agent: Agent) -> None:
@@ -712,22 +706,11 @@ class Execution:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         await self._commit_ended()  # calls that ended before the cancel keep their results
+        message = self._stopped.message if self._stopped else "the run was cancelled"
         for key in self.active.running_keys():
             step, index = self.active.unit_of(key)
-            self._record(
-                StepFailed(
-                    seq=self._next_seq(),
-                    at=self.clock.now(),
-                    step=step,
-                    index=index,
-                    attempt=self.active.attempt_of(key),
-                    error=ErrorInfo(
-                        type="Cancelled",
-                        message=self._stopped.message if self._stopped else "the run was cancelled",
-                        step=key,
-                    ),
-                )
-            )
+            unit = Unit(step, index, self.active.attempt_of(key))
+            self._record(self._failed(unit, ErrorInfo(type="Cancelled", message=message, step=key)))
 
     def _outcome(self) -> tuple[Literal["succeeded", "failed", "cancelled"], Any, ErrorInfo | None]:
         """How the run ends: status, output and error."""
