@@ -1,6 +1,6 @@
 """Agents: anything that takes a task and returns a result, and the registry that routes to them."""
 
-from podium.agents.context import ChildRuns, StepContext
+from podium.agents.context import ChildRuns, Computed, Journal, StepContext
 from podium.agents.protocol import Agent
 from podium.agents.python import PythonAgent, import_callable
 from podium.agents.registry import AgentStats, CircuitChange, Registry
@@ -10,6 +10,8 @@ __all__ = [
     "AgentStats",
     "ChildRuns",
     "CircuitChange",
+    "Computed",
+    "Journal",
     "PythonAgent",
     "Registry",
     "StepContext",

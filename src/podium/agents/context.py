@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,6 +18,32 @@ class ChildRuns(Protocol):
         ...
 
 
+# What a remembered call computes: its output, and what it consumed (None if nothing).
+Computed = tuple[Any, Usage | None]
+
+
+class Journal(Protocol):
+    """The engine's record of the calls made inside a unit, durable before they return."""
+
+    def recall(self, key: str, name: str) -> tuple[bool, Any]:
+        """Whether unit `key` already recorded call `name`, and its recorded output."""
+        ...
+
+    async def record_call(
+        self,
+        key: str,
+        name: str,
+        *,
+        kind: str,
+        input: Any,
+        output: Any,
+        usage: Usage | None,
+        seconds: float,
+    ) -> None:
+        """Record the call and wait until the record is durable."""
+        ...
+
+
 @dataclass(slots=True, kw_only=True)
 class StepContext:
     """Handed to a callable that has a parameter named `ctx`.
@@ -23,7 +51,8 @@ class StepContext:
     `idempotency_key` is the same for every attempt of a unit and after a crash and resume:
     an agent with side effects can use it to do them at most once. `report_usage` adds what
     the call consumed (model tokens, money); it is recorded with the step and counts
-    towards the run's `max_tokens` and `max_cost`.
+    towards the run's `max_tokens` and `max_cost`. `remember` makes a call inside the unit
+    durable: after a crash or a retry, the unit gets the recorded result back.
     """
 
     run_id: str
@@ -34,6 +63,7 @@ class StepContext:
     agent: str
     usage: Usage = field(default_factory=Usage)
     children: ChildRuns | None = None
+    journal: Journal | None = None
 
     @property
     def idempotency_key(self) -> str:
@@ -41,3 +71,35 @@ class StepContext:
 
     def report_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
         self.usage = self.usage + Usage(tokens=tokens, cost=cost)
+
+    async def remember(
+        self,
+        name: str,
+        compute: Callable[[], Awaitable[Computed]],
+        *,
+        kind: str = "call",
+        input: Any = None,
+    ) -> Any:
+        """The output of call `name` (unique within this unit): recorded, or computed now.
+
+        `compute` returns the output and its usage (tokens, cost), which counts towards the
+        run's budgets once, when the call is made. Outside a run nothing is recorded.
+        """
+        if self.journal is None:
+            output, _ = await compute()
+            return output
+        found, output = self.journal.recall(self.key, name)
+        if found:
+            return output
+        began = time.perf_counter()
+        output, usage = await compute()
+        await self.journal.record_call(
+            self.key,
+            name,
+            kind=kind,
+            input=input,
+            output=output,
+            usage=usage,
+            seconds=time.perf_counter() - began,
+        )
+        return output

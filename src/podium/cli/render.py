@@ -24,6 +24,7 @@ from rich.text import Text
 from podium.model import (
     ApprovalDecided,
     ApprovalRequested,
+    CallRecorded,
     CircuitChanged,
     CompensationEnded,
     CompensationStarted,
@@ -248,6 +249,9 @@ def event_line(event: Event) -> str:
             what = f"{event.key} to {event.to} after {event.error.type}: {event.error.message}"
         case CircuitChanged():
             what = f"{event.agent} {event.state}: {event.reason}"
+        case CallRecorded():
+            what = f"{event.key} {event.kind} {event.name} in {event.seconds:.3f}s"
+            what += f", {event.usage.tokens} tokens" if event.usage and event.usage.tokens else ""
         case CompensationStarted():
             what = f"{event.step} on {event.agent}"
         case CompensationEnded():

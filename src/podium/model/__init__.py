@@ -6,6 +6,7 @@ No I/O and no asyncio here; every other package depends on this one, and it depe
 from podium.model.events import (
     ApprovalDecided,
     ApprovalRequested,
+    CallRecorded,
     CircuitChanged,
     CompensationEnded,
     CompensationStarted,
@@ -48,6 +49,7 @@ __all__ = [
     "ApprovalDecided",
     "ApprovalRequested",
     "Call",
+    "CallRecorded",
     "CircuitChanged",
     "CircuitPolicy",
     "CompensationEnded",

@@ -228,6 +228,27 @@ class CompensationEnded(
     error: ErrorInfo | None = None
 
 
+class CallRecorded(Event, tag="call_recorded", frozen=True, kw_only=True, omit_defaults=True):
+    """A call made inside a unit (a model call, a tool call, a conversation turn) returned.
+
+    `name` is unique within the unit (`model-3`, `turn-2`): a unit that runs again after a
+    crash or a retry gets the recorded `output` back instead of making the call again.
+    """
+
+    step: str
+    index: int | None = None
+    name: str
+    kind: str
+    input: Any = None
+    output: Any = None
+    seconds: float = 0.0
+    usage: Usage | None = None
+
+    @property
+    def key(self) -> str:
+        return step_key(self.step, self.index)
+
+
 class RunWaiting(Event, tag="run_waiting", frozen=True, kw_only=True, omit_defaults=True):
     """Nothing can go on until a person decides: the run holds no process while it waits."""
 
@@ -255,6 +276,7 @@ AnyEvent = (
     | ApprovalRequested
     | ApprovalDecided
     | RunWaiting
+    | CallRecorded
     | StepFellBack
     | CircuitChanged
     | CompensationStarted

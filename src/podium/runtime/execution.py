@@ -42,6 +42,7 @@ from podium.errors import (
 from podium.model import (
     ApprovalDecided,
     ApprovalRequested,
+    CallRecorded,
     CircuitChanged,
     ErrorInfo,
     Event,
@@ -127,6 +128,8 @@ class Execution:
         self._stopped: ErrorInfo | None = None
         self._commit_soon = False
         self._policy = Policies(prepared, run_id=run_id, history=history)
+        self._calls = {(e.key, e.name): e.output for e in history if isinstance(e, CallRecorded)}
+        self._durable: list[asyncio.Future[None]] = []  # calls waiting for their record
         self.recorded: list[Event] = []
 
     # ---- the loop ----------------------------------------------------------------------
@@ -186,6 +189,46 @@ class Execution:
         )
         return result.history
 
+    def recall(self, key: str, name: str) -> tuple[bool, Any]:
+        """Whether unit `key` recorded call `name` (in an earlier attempt or process)."""
+        found = (key, name) in self._calls
+        return found, self._calls.get((key, name))
+
+    async def record_call(
+        self,
+        key: str,
+        name: str,
+        *,
+        kind: str,
+        input: Any,
+        output: Any,
+        usage: Usage | None,
+        seconds: float,
+    ) -> None:
+        """Record a call made inside unit `key`; return once the record is committed."""
+        step, index = self.active.unit_of(key)
+        output = _decode(_encode(output))  # what a replay will see, exactly
+        self._pending.append(
+            CallRecorded(
+                seq=self._next_seq(),
+                at=self.clock.now(),
+                step=step,
+                index=index,
+                name=name,
+                kind=kind,
+                input=_decode(_encode(input)),
+                output=output,
+                seconds=seconds,
+                usage=usage,
+            )
+        )
+        self._calls[key, name] = output
+        self._policy.add_usage(usage)
+        durable = self._loop.create_future()
+        self._durable.append(durable)
+        self._poke()
+        await durable
+
     def lose_lease(self, holder: str) -> None:
         """Another process took the run over: stop at once, writing nothing more."""
         self._lost_to = holder
@@ -224,7 +267,12 @@ class Execution:
 
     async def _wait(self) -> None:
         """Until a call ends, a retry or a timeout is due, a decision comes, or a cancel."""
-        if self._ended or self._cancelled or self._approvals.decisions_pending(self.clock.now()):
+        if (
+            self._ended
+            or self._durable
+            or self._cancelled
+            or self._approvals.decisions_pending(self.clock.now())
+        ):
             return
         due = _earliest(
             self.active.next_wake(), self._approvals.next_deadline(), self._policy.run_deadline
@@ -513,6 +561,7 @@ class Execution:
             attempt=unit.attempt,
             agent=agent.name,
             children=self,
+            journal=self,
         )
         loop = self._loop
         began = loop.time()
@@ -603,10 +652,14 @@ class Execution:
             return
         batch = self._pending + completions
         self._pending = []
+        durable, self._durable = self._durable, []
         self._commit_soon = False
         await self.store.append(self.run_id, batch)
         for event in completions:
             self.active.apply(event)
+        for waiter in durable:
+            if not waiter.done():
+                waiter.set_result(None)
         self._published(batch)
 
     def _completion(self, ended: _Ended) -> Event:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from podium.errors import DeadlineExceeded
 from podium.model import (
+    CallRecorded,
     ErrorInfo,
     Event,
     RunStarted,
@@ -31,6 +32,7 @@ from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
 from podium.scheduler import Unit
 
 _BASE_TYPES = (object, BaseException, Exception)
+_REPORTS_USAGE = (StepSucceeded, StepAttemptFailed, StepFellBack, StepFailed, CallRecorded)
 
 
 def error_types(error: BaseException) -> tuple[str, ...]:
@@ -51,7 +53,9 @@ class Policies:
         started_at = 0.0
         self.usage = Usage()
         for event in history:
-            if isinstance(event, StepSucceeded | StepAttemptFailed | StepFellBack | StepFailed):
+            if isinstance(
+                event, StepSucceeded | StepAttemptFailed | StepFellBack | StepFailed | CallRecorded
+            ):
                 self.add_usage(event.usage)
             if isinstance(event, StepStarted):
                 self.count_start(event.key, event.at)
