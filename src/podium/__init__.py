@@ -17,6 +17,7 @@ from podium.errors import (
     ExpressionError,
     InputError,
     PodiumError,
+    RateLimited,
     RunBusy,
     RunError,
     RunNotFound,
@@ -24,7 +25,7 @@ from podium.errors import (
     StepTimeout,
     StoreError,
 )
-from podium.model import AgentSpec, Approval, RetryPolicy, Step, Workflow
+from podium.model import AgentSpec, Approval, ModelSpec, Price, RetryPolicy, Step, Workflow
 from podium.model.workflow import agent
 
 if TYPE_CHECKING:
@@ -47,7 +48,10 @@ __all__ = [
     "DefinitionError",
     "ExpressionError",
     "InputError",
+    "ModelSpec",
     "PodiumError",
+    "Price",
+    "RateLimited",
     "RetryPolicy",
     "RunBusy",
     "RunError",

@@ -154,5 +154,16 @@ class CircuitOpen(AgentError):
     """The agent's circuit breaker is open: it failed too often and is cooling down."""
 
 
+class RateLimited(AgentError):
+    """The agent's endpoint refused the call for now (HTTP 429): slow down and retry.
+
+    `retry_after` is the wait the endpoint asked for, in seconds, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class StoreError(PodiumError):
     """The store could not read or write."""

@@ -87,16 +87,52 @@ class CircuitPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Price:
+    """What a model charges, in money per million tokens read (`input`) and written."""
+
+    input: float = 0.0
+    output: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """An agent that is a chat model behind an OpenAI-compatible endpoint, with tools.
+
+    The key is read at call time from the environment variable named by `api_key_env`; it
+    is never part of a definition. `base_url` None means the SDK's default (OpenAI, or
+    `OPENAI_BASE_URL`). `tools` are Python callables (their typed signature becomes the
+    tool's JSON schema); `agent_tools` name agents of the workflow (workflows included)
+    that the model may call as tools. With `output_schema`, the reply must be JSON valid
+    against it; an invalid reply is sent back with the error, up to `max_output_retries`.
+    """
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    instructions: str = ""
+    tools: tuple[CallableRef, ...] = ()
+    agent_tools: tuple[str, ...] = ()
+    output_schema: Mapping[str, Any] | None = None
+    max_tool_calls: int = 16
+    max_output_retries: int = 2
+    temperature: float | None = None
+    max_tokens: int | None = None
+    price: Price | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AgentSpec:
     """An agent as declared: what it runs, what it can do, how many calls it takes at once.
 
-    It runs a Python callable (`uses`) or a whole workflow (`workflow`: a file, relative to
-    the declaring workflow's folder, or a `Workflow`), each call a child run of its own.
+    It runs a Python callable (`uses`), a whole workflow (`workflow`: a file, relative to
+    the declaring workflow's folder, or a `Workflow`), each call a child run of its own, or
+    a chat model (`model`).
     """
 
     name: str
     uses: CallableRef | None = None
     workflow: str | Workflow | None = None
+    model: ModelSpec | None = None
     capabilities: frozenset[str] = frozenset()
     concurrency: int | None = None
     description: str = ""
