@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from podium.runtime.result import RunResult
 
 Trigger = Literal["all_success", "one_success", "all_done", "none_failed"]
+Reducer = Literal["replace", "append", "extend", "merge", "sum", "max", "min"]
+REDUCERS: tuple[Reducer, ...] = ("replace", "append", "extend", "merge", "sum", "max", "min")
 TRIGGERS: tuple[Trigger, ...] = ("all_success", "one_success", "all_done", "none_failed")
 
 # A Python callable or its import path, "package.module:attribute".
@@ -155,11 +157,41 @@ class Approval:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StateKey:
+    """A key of the run's shared state, and how a write to it combines with its value.
+
+    `reducer` is one of `REDUCERS` or a Python callable `(value, written) -> new value`.
+    `initial` is the value before any write (None, or an empty list, mapping or zero as the
+    reducer needs); `schema` (JSON Schema) checks every new value.
+    """
+
+    name: str
+    reducer: Reducer | CallableRef = "replace"
+    initial: Any = None
+    schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Repeat:
+    """Run a step (or its group of `steps`) again until `until` holds, at most `max_iterations`.
+
+    `until` is read after each iteration, with that iteration's results in `steps`. When
+    `max_iterations` are spent first, `on_max` says whether the step fails or succeeds.
+    """
+
+    until: str
+    max_iterations: int
+    on_max: Literal["fail", "continue"] = "fail"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
     """One step of a workflow. Exactly one of `agent`, `capability`, `uses` or `workflow`
     names who runs it — or the step is built in: `sleep` (seconds), `wait_until` (an
     expression giving an ISO 8601 time or epoch seconds) or `approval` (a person decides).
     A `workflow` step runs the child workflow as a run of its own, `with_` as its input.
+    A step with `steps` is a group: its own steps run as a sub-graph, typically under a
+    `repeat`. `writes` maps state keys to expressions over the step's `output`.
 
     `with_` is the step's input: any JSON-like value in which strings may hold `${{ }}`
     expressions. `condition` is the YAML `if`.
@@ -186,6 +218,9 @@ class Step:
     fallback: Call | None = None
     compensate: Call | None = None
     workflow: str | Workflow | None = None  # a child workflow (file path, or built in code)
+    writes: Mapping[str, Any] | None = None
+    repeat: Repeat | None = None
+    steps: Mapping[str, Step] | None = None  # a group: these steps run as one
 
     @property
     def builtin(self) -> str | None:
@@ -203,6 +238,8 @@ class Step:
         """Who runs the step, as a user would write it."""
         if self.builtin is not None:
             return self.builtin
+        if self.steps is not None:
+            return f"group of {len(self.steps)}"
         if self.workflow is not None:
             name = self.workflow if isinstance(self.workflow, str) else self.workflow.name
             return f"workflow {name!r}"
@@ -253,6 +290,7 @@ class Workflow:
     name: str
     steps: Mapping[str, Step]
     agents: Mapping[str, AgentSpec]
+    state: Mapping[str, StateKey]
     description: str
     input_schema: Mapping[str, Any] | None
     output: Any
@@ -269,6 +307,7 @@ class Workflow:
         name: str,
         steps: Mapping[str, Step] | Iterable[Step],
         agents: Mapping[str, AgentSpec] | Iterable[AgentSpec | Callable[..., Any]] = (),
+        state: Mapping[str, StateKey] | Iterable[StateKey] = (),
         description: str = "",
         input_schema: Mapping[str, Any] | None = None,
         output: Any = None,
@@ -283,10 +322,13 @@ class Workflow:
             steps = _steps_by_id(steps)
         if not isinstance(agents, Mapping):
             agents = _agents_by_name(agents)
+        if not isinstance(state, Mapping):
+            state = {key.name: key for key in state}
         fields: dict[str, Any] = {
             "name": name,
             "steps": steps,
             "agents": agents,
+            "state": state,
             "description": description,
             "input_schema": input_schema,
             "output": output,
