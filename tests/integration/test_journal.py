@@ -82,3 +82,28 @@ async def test_outside_a_run_the_call_is_simply_made() -> None:
     assert await ctx.remember("x", counted("x")) == {"said": "x"}
     assert await ctx.remember("x", counted("x")) == {"said": "x"}
     assert made == ["x", "x"]
+
+
+async def test_calls_within_a_call_are_named_under_it_and_report_usage_upwards() -> None:
+    made.clear()
+    ctx = StepContext(run_id="r", step="s", key="s", index=None, attempt=1, agent="a")
+    inner = ctx.within("turn-3").within("tool-1")
+    assert inner.path == "turn-3/tool-1/"
+    assert inner.idempotency_key == "r/s/turn-3/tool-1"
+    inner.report_usage(tokens=5, cost=0.25)
+    assert ctx.usage == Usage(tokens=5, cost=0.25)
+
+
+async def nested(ctx: StepContext) -> Any:
+    turn = ctx.within("turn-1")
+    return await turn.remember("model-1", counted("inner", 3), kind="model")
+
+
+async def test_a_call_within_a_call_is_recorded_under_its_path(tmp_path: Path) -> None:
+    made.clear()
+    db = str(tmp_path / "n.db")
+    await run_workflow(Workflow(name="n", steps=[Step(id="s", uses=nested)]), store=db, run_id="n")
+    store = open_store(db)
+    recorded = [e for e in await store.load("n") if isinstance(e, CallRecorded)]
+    await store.close()
+    assert [(e.key, e.name) for e in recorded] == [("s", "turn-1/model-1")]

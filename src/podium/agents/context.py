@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from podium.model import RunHistory, Usage, Workflow
@@ -53,6 +53,10 @@ class StepContext:
     the call consumed (model tokens, money); it is recorded with the step and counts
     towards the run's `max_tokens` and `max_cost`. `remember` makes a call inside the unit
     durable: after a crash or a retry, the unit gets the recorded result back.
+
+    An agent that calls other agents (a pattern, a model calling an agent as a tool) hands
+    each one `ctx.within("turn-3")`: the same unit, with the calls it records, and the
+    child runs it starts, named under `turn-3/`.
     """
 
     run_id: str
@@ -64,13 +68,23 @@ class StepContext:
     usage: Usage = field(default_factory=Usage)
     children: ChildRuns | None = None
     journal: Journal | None = None
+    path: str = ""  # where inside the unit this call is: "" or "turn-3/" and deeper
+    parent: StepContext | None = None  # the context this one is `within`
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.run_id}/{self.key}"
+        return f"{self.run_id}/{self.key}" + (f"/{self.path[:-1]}" if self.path else "")
+
+    def within(self, name: str) -> StepContext:
+        """The context for a call made inside this one, recorded under `name/`."""
+        return replace(self, path=f"{self.path}{name}/", usage=Usage(), parent=self)
 
     def report_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
-        self.usage = self.usage + Usage(tokens=tokens, cost=cost)
+        reported = Usage(tokens=tokens, cost=cost)
+        ctx: StepContext | None = self
+        while ctx is not None:  # the unit's own context sums what its inner calls report
+            ctx.usage = ctx.usage + reported
+            ctx = ctx.parent
 
     async def remember(
         self,
@@ -88,6 +102,7 @@ class StepContext:
         if self.journal is None:
             output, _ = await compute()
             return output
+        name = self.path + name
         found, output = self.journal.recall(self.key, name)
         if found:
             return output

@@ -44,7 +44,7 @@ class WorkflowAgent:
     async def call(self, payload: Any, ctx: StepContext) -> Any:
         if ctx.children is None:
             raise AgentError(f"{self.name} can only run inside a podium run")
-        child_id = f"{ctx.run_id}/{ctx.key}"
+        child_id = ctx.idempotency_key
         history = await ctx.children.run_child(self.workflow, payload, run_id=child_id)
         if history.status == "succeeded":
             return history.output
