@@ -74,14 +74,16 @@ async def test_a_crash_after_a_call_resumes_without_making_it_again(tmp_path: Pa
     resumed = await resume_run("j", store=crashed)
     assert resumed.history.steps["talk"].output == done.history.steps["talk"].output
     assert made == ["tool-1"]  # the model call was replayed from the log
+    assert resumed.history.usage.tokens == 10
 
 
 async def test_outside_a_run_the_call_is_simply_made() -> None:
     made.clear()
     ctx = StepContext(run_id="r", step="s", key="s", index=None, attempt=1, agent="a")
     assert await ctx.remember("x", counted("x")) == {"said": "x"}
-    assert await ctx.remember("x", counted("x")) == {"said": "x"}
+    assert await ctx.remember("x", counted("x", 2)) == {"said": "x"}
     assert made == ["x", "x"]
+    assert ctx.spent == Usage(tokens=2)
 
 
 async def test_calls_within_a_call_are_named_under_it_and_report_usage_upwards() -> None:
@@ -96,7 +98,9 @@ async def test_calls_within_a_call_are_named_under_it_and_report_usage_upwards()
 
 async def nested(ctx: StepContext) -> Any:
     turn = ctx.within("turn-1")
-    return await turn.remember("model-1", counted("inner", 3), kind="model")
+    said = await turn.remember("model-1", counted("inner", 3), kind="model")
+    assert ctx.spent == turn.spent == Usage(tokens=3)
+    return said
 
 
 async def test_a_call_within_a_call_is_recorded_under_its_path(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ Computed = tuple[Any, Usage | None]
 class Journal(Protocol):
     """The engine's record of the calls made inside a unit, durable before they return."""
 
-    def recall(self, key: str, name: str) -> tuple[bool, Any]:
-        """Whether unit `key` already recorded call `name`, and its recorded output."""
+    def recall(self, key: str, name: str) -> tuple[bool, Any, Usage | None]:
+        """Whether unit `key` already recorded call `name`; its recorded output and usage."""
         ...
 
     async def record_call(
@@ -70,6 +70,7 @@ class StepContext:
     journal: Journal | None = None
     path: str = ""  # where inside the unit this call is: "" or "turn-3/" and deeper
     parent: StepContext | None = None  # the context this one is `within`
+    spent: Usage = field(default_factory=Usage)  # of the calls remembered here and within
 
     @property
     def idempotency_key(self) -> str:
@@ -77,13 +78,19 @@ class StepContext:
 
     def within(self, name: str) -> StepContext:
         """The context for a call made inside this one, recorded under `name/`."""
-        return replace(self, path=f"{self.path}{name}/", usage=Usage(), parent=self)
+        return replace(self, path=f"{self.path}{name}/", usage=Usage(), spent=Usage(), parent=self)
 
     def report_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
         reported = Usage(tokens=tokens, cost=cost)
         ctx: StepContext | None = self
         while ctx is not None:  # the unit's own context sums what its inner calls report
             ctx.usage = ctx.usage + reported
+            ctx = ctx.parent
+
+    def _spend(self, usage: Usage | None) -> None:
+        ctx: StepContext | None = self
+        while usage is not None and ctx is not None:
+            ctx.spent = ctx.spent + usage
             ctx = ctx.parent
 
     async def remember(
@@ -97,17 +104,22 @@ class StepContext:
         """The output of call `name` (unique within this unit): recorded, or computed now.
 
         `compute` returns the output and its usage (tokens, cost), which counts towards the
-        run's budgets once, when the call is made. Outside a run nothing is recorded.
+        run's budgets once, when the call is made, and in `spent` here and in every context
+        this one is within, recorded or recalled alike (so a budget holds across a resume).
+        Outside a run nothing is recorded.
         """
         if self.journal is None:
-            output, _ = await compute()
+            output, usage = await compute()
+            self._spend(usage)
             return output
         name = self.path + name
-        found, output = self.journal.recall(self.key, name)
+        found, output, usage = self.journal.recall(self.key, name)
         if found:
+            self._spend(usage)
             return output
         began = time.perf_counter()
         output, usage = await compute()
+        self._spend(usage)
         await self.journal.record_call(
             self.key,
             name,

@@ -128,7 +128,7 @@ class Execution:
         self._stopped: ErrorInfo | None = None
         self._commit_soon = False
         self._policy = Policies(prepared, run_id=run_id, history=history)
-        self._calls = {(e.key, e.name): e.output for e in history if isinstance(e, CallRecorded)}
+        self._calls = {(e.key, e.name): e for e in history if isinstance(e, CallRecorded)}
         self._durable: list[asyncio.Future[None]] = []  # calls waiting for their record
         self.recorded: list[Event] = []
 
@@ -189,10 +189,12 @@ class Execution:
         )
         return result.history
 
-    def recall(self, key: str, name: str) -> tuple[bool, Any]:
+    def recall(self, key: str, name: str) -> tuple[bool, Any, Usage | None]:
         """Whether unit `key` recorded call `name` (in an earlier attempt or process)."""
-        found = (key, name) in self._calls
-        return found, self._calls.get((key, name))
+        recorded = self._calls.get((key, name))
+        if recorded is None:
+            return False, None, None
+        return True, recorded.output, recorded.usage
 
     async def record_call(
         self,
@@ -208,21 +210,20 @@ class Execution:
         """Record a call made inside unit `key`; return once the record is committed."""
         step, index = self.active.unit_of(key)
         output = _decode(_encode(output))  # what a replay will see, exactly
-        self._pending.append(
-            CallRecorded(
-                seq=self._next_seq(),
-                at=self.clock.now(),
-                step=step,
-                index=index,
-                name=name,
-                kind=kind,
-                input=_decode(_encode(input)),
-                output=output,
-                seconds=seconds,
-                usage=usage,
-            )
+        recorded = CallRecorded(
+            seq=self._next_seq(),
+            at=self.clock.now(),
+            step=step,
+            index=index,
+            name=name,
+            kind=kind,
+            input=_decode(_encode(input)),
+            output=output,
+            seconds=seconds,
+            usage=usage,
         )
-        self._calls[key, name] = output
+        self._pending.append(recorded)
+        self._calls[key, name] = recorded
         self._policy.add_usage(usage)
         durable = self._loop.create_future()
         self._durable.append(durable)
