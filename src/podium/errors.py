@@ -8,12 +8,14 @@
     │   ├── StepFailed            a step failed for good; `.step`, `.cause`
     │   ├── ExpressionError       an expression failed on the run's data (missing key, bad type)
     │   ├── RunNotFound           no run with that id in the store
-    │   └── RunBusy               another process is executing that run right now
+    │   ├── RunBusy               another process is executing that run right now
+    │   └── StateError            a state write of the wrong kind, or outside its schema
     ├── AgentError                an agent call went wrong; `.retryable`
     │   ├── StepTimeout           an attempt ran past its `timeout`
     │   ├── DeadlineExceeded      a step's `deadline` passed (not retried)
     │   ├── OutputTooLarge        a result over `max_output_bytes` (not retried)
-    │   └── CircuitOpen           the agent's circuit breaker is open
+    │   ├── CircuitOpen           the agent's circuit breaker is open
+    │   └── RateLimited           the endpoint said HTTP 429; `.retry_after`
     └── StoreError                the store could not read or write; backend errors are
                                   translated into this at the backend's boundary
 
@@ -36,9 +38,11 @@ __all__ = [
     "Location",
     "OutputTooLarge",
     "PodiumError",
+    "RateLimited",
     "RunBusy",
     "RunError",
     "RunNotFound",
+    "StateError",
     "StepFailed",
     "StepTimeout",
     "StoreError",
@@ -126,6 +130,11 @@ class StepFailed(RunError):
         self.step = step
         self.cause = cause
         super().__init__(f"step {step!r} failed: {cause}")
+
+
+class StateError(RunError):
+    """A write to the run's state was refused: the wrong kind of value for the key's
+    reducer, or a value outside the key's schema."""
 
 
 class AgentError(PodiumError):

@@ -1,7 +1,8 @@
 """Kill `podium run` with SIGKILL at random moments, resume it, and check nothing is lost.
 
 Each step appends its key to a ledger file once its work is done, standing for a side
-effect in the world. After the kills and resumes:
+effect in the world. The workflow has a bit of everything: a fan-out, a retry, an approval,
+a loop of two steps run three times, and a sub-workflow. After the kills and resumes:
 - the run succeeds with the output of an uncrashed run;
 - a step whose completion was committed before a kill is in the ledger exactly once;
 - any other step is in it at most once per process that ran it, and at least once.
@@ -59,18 +60,41 @@ steps:
     uses: "crash_agents:flaky"
     retry: {attempts: 2, backoff: 300ms}
   gate: {needs: [start], approval: "Go on?"}
-  join: {needs: [fan, flaky, gate], uses: "crash_agents:work", with: {delay: 0.1}}
+  polish:
+    needs: [start]
+    repeat: {until: "${{ steps.review.output == 'review#3' }}", max_iterations: 5}
+    steps:
+      draft: {uses: "crash_agents:work", with: {delay: 0.1}}
+      review: {needs: [draft], uses: "crash_agents:work", with: {delay: 0.1}}
+  sub:
+    needs: [start]
+    workflow:
+      name: child
+      steps:
+        c1: {uses: "crash_agents:work", with: {delay: 0.1}}
+        c2: {needs: [c1], uses: "crash_agents:work", with: {delay: 0.1}}
+      output: "${{ steps.c2.output }}"
+  join: {needs: [fan, flaky, gate, polish, sub], uses: "crash_agents:work", with: {delay: 0.1}}
   tail1: {needs: [join], uses: "crash_agents:work", with: {delay: 0.1}}
   tail2: {needs: [tail1], uses: "crash_agents:work", with: {delay: 0.1}}
 output:
   fan: "${{ steps.fan.output }}"
   flaky: "${{ steps.flaky.output }}"
   last: "${{ steps.tail2.output }}"
+  polished: "${{ steps.polish.last.review }}"
+  sub: "${{ steps.sub.output }}"
 """
 
 ITEMS = list(range(9))
-EXPECTED = {"fan": [f"fan[{i}]" for i in ITEMS], "flaky": "recovered", "last": "tail2"}
-ALL_KEYS = {"start", "flaky", "join", "tail1", "tail2", *EXPECTED["fan"]}
+EXPECTED = {
+    "fan": [f"fan[{i}]" for i in ITEMS],
+    "flaky": "recovered",
+    "last": "tail2",
+    "polished": "review#3",
+    "sub": "c2",
+}
+LOOP_KEYS = {f"{step}#{n}" for step in ("draft", "review") for n in (1, 2, 3)}
+ALL_KEYS = {"start", "flaky", "join", "tail1", "tail2", "c1", "c2", *LOOP_KEYS, *EXPECTED["fan"]}
 
 
 SEEDS = int(os.environ.get("PODIUM_TORTURE_SEEDS", "8"))  # `make torture` runs many more
@@ -102,7 +126,10 @@ def committed_successes(db: str) -> set[str]:
     async def read() -> set[str]:
         store = open_store(db)
         try:
-            return {e.key for e in await store.load("r") if isinstance(e, StepSucceeded)}
+            done = {e.key for e in await store.load("r") if isinstance(e, StepSucceeded)}
+            with contextlib.suppress(RunNotFound):  # the sub-workflow's run, once it exists
+                done |= {e.key for e in await store.load("r/sub") if isinstance(e, StepSucceeded)}
+            return done
         finally:
             await store.close()
 

@@ -293,8 +293,8 @@ def test_attribute_access_means_a_key() -> None:
             "${{ inptu.x }}",
             (
                 "${{ inptu.x }}: unknown name 'inptu' (did you mean 'input'?); an "
-                "expression can read input, steps, item and index, and call the "
-                "documented functions"
+                "expression can read input, steps, state, item, index, output and loop "
+                "where they exist, and call the documented functions"
             ),
         ),
         (

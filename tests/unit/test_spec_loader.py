@@ -351,8 +351,8 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
         ),
         (
             "wf.yaml:17:5: ${{ inptu.x }}: unknown name 'inptu' (did you mean "
-            "'input'?); an expression can read input, steps, item and index, and "
-            "call the documented functions"
+            "'input'?); an expression can read input, steps, state, item, index, output "
+            "and loop where they exist, and call the documented functions"
         ),
         (
             "wf.yaml:18:3: step 'd' must name exactly one of agent, capability, uses, workflow, "

@@ -257,6 +257,13 @@ def approve(
     "--at", "at", required=True, metavar="STEP", help="The step (or unit key) to fork at."
 )
 @input_options
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="state.KEY=JSON",
+    help="Set a state key outright in the new run (repeatable).",
+)
 @click.option("--run-id", "new_run_id", default=None, help="The new run's id (default: a new one).")
 @db_option
 @json_option
@@ -265,6 +272,7 @@ def fork(
     at: str,
     input_text: str | None,
     input_file: Path | None,
+    settings: tuple[str, ...],
     new_run_id: str | None,
     db: str,
     as_json: bool,
@@ -272,12 +280,14 @@ def fork(
     """Start a new run from RUN_ID's history up to STEP, and continue it.
 
     Steps that completed before STEP keep their results; STEP and what follows run again,
-    with --input in place of the original input if given. RUN_ID itself is not changed.
+    with --input in place of the original input and --set values in the state, if given.
+    RUN_ID itself is not changed.
     """
     from podium.runtime import fork_run
     from podium.runtime.fork import UNCHANGED
 
     new_input = _read_input(input_text, input_file)
+    sets = dict(_state_setting(setting) for setting in settings)
     _execute(
         db,
         as_json,
@@ -286,6 +296,7 @@ def fork(
             at,
             store=store,
             input=UNCHANGED if new_input is None else new_input,
+            sets=sets,
             new_run_id=new_run_id,
             on_start=on_start,
             on_events=on_events,
@@ -654,6 +665,17 @@ def _read_input(text: str | None, path: Path | None) -> Any:
     else:
         return None
     return _parse_json(text, option)
+
+
+def _state_setting(setting: str) -> tuple[str, Any]:
+    """`state.KEY=JSON` as (KEY, value), or an `InputError` saying how to write it."""
+    target, equals, text = setting.partition("=")
+    key = target.removeprefix("state.")
+    if not equals or key == target or not key:
+        raise InputError(
+            f"--set {setting}: write it as state.KEY=JSON, as in state.tone='\"formal\"'"
+        )
+    return key, _parse_json(text, f"--set {target}")
 
 
 def _parse_json(text: str, option: str) -> Any:

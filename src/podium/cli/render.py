@@ -29,11 +29,14 @@ from podium.model import (
     CompensationEnded,
     CompensationStarted,
     Event,
+    IterationStarted,
+    LoopEnded,
     RunFinished,
     RunHistory,
     RunResumed,
     RunStarted,
     RunWaiting,
+    StateWritten,
     StepAttemptFailed,
     StepExpanded,
     StepFailed,
@@ -44,6 +47,7 @@ from podium.model import (
     StepSucceeded,
     TimerStarted,
     encode_event,
+    step_key,
 )
 from podium.store import RunSummary
 
@@ -139,6 +143,9 @@ def print_run(console: Console, history: RunHistory, db: str) -> None:
     if history.status == "succeeded":
         console.print(Text("output:", style="bold"))
         console.print_json(data=history.output, default=str)
+    if history.state:
+        console.print(Text("state:", style="bold"))
+        console.print_json(data=history.state, default=str)
     if history.usage.tokens or history.usage.cost:
         console.print(f"usage: {history.usage.tokens:,} tokens, cost {history.usage.cost:.4f}")
     console.print(f"db: {describe_db(db)}")
@@ -252,6 +259,14 @@ def event_line(event: Event) -> str:
         case CallRecorded():
             what = f"{event.key} {event.kind} {event.name} in {event.seconds:.3f}s"
             what += f", {event.usage.tokens} tokens" if event.usage and event.usage.tokens else ""
+        case StateWritten():
+            how = "set" if event.set else event.reducer
+            what = f"{event.key} v{event.version} by {step_key(event.step, event.index)} ({how})"
+        case IterationStarted():
+            what = f"{event.step} iteration {event.iteration}"
+        case LoopEnded():
+            what = f"{event.step} after {event.iterations} iterations: {event.stopped}"
+            what += f": {event.error.message}" if event.error else ""
         case CompensationStarted():
             what = f"{event.step} on {event.agent}"
         case CompensationEnded():

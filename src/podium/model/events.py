@@ -249,6 +249,48 @@ class CallRecorded(Event, tag="call_recorded", frozen=True, kw_only=True, omit_d
         return step_key(self.step, self.index)
 
 
+class StateWritten(Event, tag="state_written", frozen=True, kw_only=True, omit_defaults=True):
+    """A unit wrote `written` to state key `key`, folded in by `reducer` (`version` counts).
+
+    `order` is the unit's place in the plan, which fixes where the write is folded in (see
+    `podium.model.state`). A fork's `--set` is a write with `set` true: the key takes the
+    value outright. A key whose reducer is a Python callable carries its new `value` too, so
+    that the log alone says what the state was.
+    """
+
+    key: str
+    step: str
+    index: int | None = None
+    version: int
+    order: tuple[int, ...] = ()
+    reducer: str = "replace"
+    written: Any = None
+    set: bool = False
+    value: Any = None
+
+
+class IterationStarted(
+    Event, tag="iteration_started", frozen=True, kw_only=True, omit_defaults=True
+):
+    """A `repeat` step began iteration `iteration`: its steps run again as `step#n`."""
+
+    step: str
+    iteration: int
+
+
+class LoopEnded(Event, tag="loop_ended", frozen=True, kw_only=True, omit_defaults=True):
+    """A `repeat` step ended: its `until` held, or `max_iterations` were spent first.
+
+    `output` lists the iterations' outputs; `error` is set when the loop failed.
+    """
+
+    step: str
+    iterations: int
+    stopped: Literal["until", "max_iterations"]
+    output: Any = None
+    error: ErrorInfo | None = None
+
+
 class RunWaiting(Event, tag="run_waiting", frozen=True, kw_only=True, omit_defaults=True):
     """Nothing can go on until a person decides: the run holds no process while it waits."""
 
@@ -277,6 +319,9 @@ AnyEvent = (
     | ApprovalDecided
     | RunWaiting
     | CallRecorded
+    | StateWritten
+    | IterationStarted
+    | LoopEnded
     | StepFellBack
     | CircuitChanged
     | CompensationStarted

@@ -13,11 +13,14 @@ from typing import Any, Literal
 from podium.model.events import (
     ErrorInfo,
     Event,
+    IterationStarted,
+    LoopEnded,
     RunFinished,
     RunResumed,
     RunStarted,
     RunStatus,
     RunWaiting,
+    StateWritten,
     StepAttemptFailed,
     StepExpanded,
     StepFailed,
@@ -27,6 +30,7 @@ from podium.model.events import (
     Usage,
     step_key,
 )
+from podium.model.state import BUILTIN_REDUCERS, ReduceFn, StateFold, initial_value
 
 StepStatus = Literal["pending", "running", "retrying", "waiting", "succeeded", "failed", "skipped"]
 
@@ -47,6 +51,7 @@ class StepRecord:
     output: Any = None
     error: ErrorInfo | None = None
     items: int | None = None
+    iterations: int | None = None  # of a repeat step: iterations started
     usage: Usage = field(default_factory=Usage)  # summed over attempts (and items)
     settled_items: int = 0  # of a for_each step: items that succeeded or failed so far
 
@@ -82,6 +87,8 @@ class RunHistory:
     parent: str | None = None
     usage: Usage = field(default_factory=Usage)  # everything the run's agents reported
     steps: dict[str, StepRecord] = field(default_factory=lambda: {})
+    state: dict[str, Any] = field(default_factory=lambda: {})
+    _state: StateFold | None = None
 
     @classmethod
     def fold(cls, events: Iterable[Event]) -> RunHistory:
@@ -148,7 +155,21 @@ class RunHistory:
                 if not event.count:
                     record.output = []
                     record.ended_at = event.at
+            case IterationStarted():
+                record = self._record(event.step, None)
+                record.status = "running"
+                record.iterations = event.iteration
+                record.started_at = record.started_at or event.at
+            case LoopEnded():
+                record = self._record(event.step, None)
+                record.status = "failed" if event.error else "succeeded"
+                record.output = event.output
+                record.error = event.error
+                record.ended_at = event.at
+            case StateWritten():
+                self._write(event)
             case RunStarted():
+                self._start_state(event.definition.get("state"))
                 self.run_id = event.run_id
                 self.workflow = event.workflow
                 self.input = event.input
@@ -171,6 +192,31 @@ class RunHistory:
                 self.ended_at = event.at
             case _:
                 pass
+
+    def _start_state(self, declared: Any) -> None:
+        """The state keys' initial values, from the definition stored with the run."""
+        if not isinstance(declared, dict):
+            return
+        initial: dict[str, Any] = {}
+        reducers: dict[str, ReduceFn] = {}
+        for key, spec in declared.items():
+            spec = spec if isinstance(spec, dict) else {"reducer": spec}
+            reducer = spec.get("reducer", "replace")
+            initial[key] = initial_value(reducer, spec.get("initial"))
+            reducers[key] = BUILTIN_REDUCERS.get(reducer, _keep_last)
+        self._state = StateFold(initial, reducers)
+        self.state = self._state.values
+
+    def _write(self, event: StateWritten) -> None:
+        """Fold a write in (a Python reducer's result is recorded with it)."""
+        if self._state is None:
+            return
+        if event.set:
+            self._state.set(event.key, event.written)
+        elif event.reducer in BUILTIN_REDUCERS:
+            self._state.write(event.key, event.order, event.written)
+        else:
+            self._state.set(event.key, event.value)
 
     def _add_usage(self, event: Event, usage: Usage) -> None:
         """Count reported usage on the unit, on its for_each step, and on the run."""
@@ -226,7 +272,12 @@ class RunHistory:
             "fork_at": self.fork_at,
             "parent": self.parent,
             "steps": {key: record.as_json() for key, record in self.steps.items()},
+            "state": self.state,
         }
+
+
+def _keep_last(value: Any, written: Any) -> Any:
+    return written
 
 
 def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:

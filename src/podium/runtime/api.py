@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from podium.errors import InputError, RunBusy, RunError, StoreError
@@ -175,6 +175,7 @@ async def fork_run(
     *,
     store: str | Store,
     input: Any = UNCHANGED,
+    sets: Mapping[str, Any] | None = None,
     new_run_id: str | None = None,
     workflow: Workflow | None = None,
     on_start: StartCallback | None = None,
@@ -183,8 +184,8 @@ async def fork_run(
 ) -> RunResult:
     """Start a new run from run `run_id`'s history up to step `at`, and continue it.
 
-    `input` replaces the run input for what runs again; steps completed before `at` keep
-    their recorded results. The parent run is not changed.
+    `input` replaces the run input for what runs again, and `sets` sets state keys outright;
+    steps completed before `at` keep their recorded results. The parent run is not changed.
     """
     clock = clock or SystemClock()
     async with _opened(store) as opened:
@@ -194,6 +195,7 @@ async def fork_run(
             run_id=new_run_id or _new_run_id(),
             now=clock.now(),
             input=input,
+            sets=sets,
         )
         started = forked[0]
         assert isinstance(started, RunStarted)

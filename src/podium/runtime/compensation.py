@@ -39,11 +39,10 @@ class Compensation:
                 completed_at[event.step] = event.seq
             elif isinstance(event, CompensationEnded):
                 done.add(event.step)
-        steps = execution.prepared.steps
         owed = [
             step
             for step, _ in sorted(completed_at.items(), key=lambda item: -item[1])
-            if steps[step].compensate is not None
+            if execution.prepared_step(step).compensate is not None
             and execution.active.state[step] == "succeeded"
             and step not in done
         ]
@@ -55,7 +54,7 @@ class Compensation:
 
     async def _compensate(self, step: str) -> None:
         execution = self._execution
-        prepared = execution.prepared.steps[step]
+        prepared = execution.prepared_step(step)
         call = prepared.compensate
         assert call is not None
         registry = execution.prepared.registry
@@ -68,7 +67,7 @@ class Compensation:
         output: Any = None
         error: ErrorInfo | None = None
         try:
-            payload = call.payload.render(execution.scope)
+            payload = call.payload.render(execution.scope_for(step))
         except Exception as exc:  # a bad expression: recorded, the other compensations go on
             payload, error = None, ErrorInfo(type=type(exc).__name__, message=str(exc), step=step)
         execution.record(

@@ -46,9 +46,12 @@ from podium.model import (
     CircuitChanged,
     ErrorInfo,
     Event,
+    IterationStarted,
+    LoopEnded,
     RunFinished,
     RunHistory,
     RunWaiting,
+    StateWritten,
     StepExpanded,
     StepFailed,
     StepSkipped,
@@ -61,8 +64,10 @@ from podium.model import (
 from podium.runtime.approvals import Approvals, Decision
 from podium.runtime.clock import Cancellable, Clock
 from podium.runtime.compensation import Compensation
+from podium.runtime.loops import Loops
 from podium.runtime.policies import Policies
 from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
+from podium.runtime.state import SharedState
 from podium.runtime.subworkflow import ChildWaiting
 from podium.scheduler import ActiveRun, Unit
 from podium.spec import truthy
@@ -114,7 +119,14 @@ class Execution:
         self._approvals = Approvals(history)
         self._wake_at = {e.key: e.wake_at for e in history if isinstance(e, TimerStarted)}
         self._seq = history[-1].seq + 1 if history else 0
-        self._scope: dict[str, Any] = {"input": run_input, "steps": self.active.scope}
+        self._state = SharedState(prepared, self.active, history)
+        self._scope: dict[str, Any] = {
+            "input": run_input,
+            "steps": self.active.scope,
+            "state": self._state.values,
+        }
+        self._steps: dict[str, PreparedStep] = dict(prepared.steps)  # and iterations' steps
+        self._loops = Loops(self.active, self._scope)
         self._items: dict[str, list[Any]] = {}
         self._pending: list[Event] = []
         self._ended: deque[_Ended] = deque()
@@ -305,6 +317,22 @@ class Execution:
     def scope(self) -> dict[str, Any]:
         return self._scope
 
+    def prepared_step(self, step_id: str) -> PreparedStep:
+        """The compiled step `step_id`: a workflow step, or a step of a loop's iteration."""
+        prepared = self._steps.get(step_id)
+        if prepared is None:  # `draft#2`: the body step `draft`, met in a new iteration
+            prepared = self._steps[step_id] = self.prepared.body_steps[step_id.rpartition("#")[0]]
+        return prepared
+
+    def scope_for(self, step_id: str) -> dict[str, Any]:
+        """What expressions of step `step_id` read; an iteration's steps see their siblings."""
+        loop_id = self.active.loop_of(step_id)
+        if loop_id is None:
+            return self._scope
+        loop = self._steps[loop_id].loop
+        assert loop is not None
+        return self._loops.scope_for(step_id, loop.body, loop_id)
+
     def log(self) -> list[Event]:
         """Every event of the run so far: replayed, committed here, and pending."""
         return [*self._history, *self.recorded, *self._pending]
@@ -334,44 +362,77 @@ class Execution:
         active = self.active
         while decisions := active.decisions():
             for step_id in decisions:
-                self._judge(self.prepared.steps[step_id])
+                self._judge(step_id)
 
-    def _judge(self, prepared: PreparedStep) -> None:
+    def _judge(self, step_id: str) -> None:
+        prepared = self.prepared_step(step_id)
         step = prepared.step
-        met, why = self.active.trigger_met(step.id)
+        if prepared.loop is not None and self.active.iteration(step_id):
+            self._after_iteration(prepared)
+            return
+        met, why = self.active.trigger_met(step_id)
         if not met:
-            self._skip(step.id, "trigger", f"trigger {step.trigger}: {why}")
+            self._skip(step_id, "trigger", f"trigger {step.trigger}: {why}")
             return
         try:
             if prepared.condition is not None:
-                value = prepared.condition.render(self._scope)
+                value = prepared.condition.render(self.scope_for(step_id))
                 if not truthy(value):
-                    self._skip(step.id, "condition", f"if {step.condition} was {value!r}")
+                    self._skip(step_id, "condition", f"if {step.condition} was {value!r}")
                     return
-            if prepared.items is None:
-                self.active.activate(step.id)
+            if prepared.loop is not None:
+                now = self.clock.now()
+                started = IterationStarted(seq=self._next_seq(), at=now, step=step_id, iteration=1)
+                self._record(started)
                 return
-            items = self._evaluate_items(prepared)
+            if prepared.items is None:
+                self.active.activate(step_id)
+                return
+            items = self._evaluate_items(step_id, prepared)
         except ExpressionError as exc:
-            self._fail_unit(Unit(step.id, None, 0), exc)
+            self._fail_unit(Unit(step_id, None, 0), exc)
             return
         self._record(
-            StepExpanded(seq=self._next_seq(), at=self.clock.now(), step=step.id, count=len(items))
+            StepExpanded(seq=self._next_seq(), at=self.clock.now(), step=step_id, count=len(items))
         )
 
-    def _evaluate_items(self, prepared: PreparedStep) -> list[Any]:
+    def _after_iteration(self, prepared: PreparedStep) -> None:
+        """An iteration of a loop ended: start the next, or end the loop (durably at once)."""
+        step_id = prepared.step.id
+        now = self.clock.now()
+        try:
+            verdict = self._loops.after_iteration(prepared, seq=self._next_seq(), now=now)
+        except ExpressionError as exc:
+            self._fail_unit(Unit(step_id, None, 0), exc)
+            return
+        writes: list[StateWritten] = []
+        if isinstance(verdict, LoopEnded) and verdict.error is None and prepared.writes:
+            try:  # a group's own writes, with the list of its iterations' outputs as output
+                scope = {**self._scope, "output": verdict.output}
+                unit = Unit(step_id, None, 1)
+                writes = self._state.writes(prepared, unit, scope, next_seq=self._next_seq, now=now)
+            except PodiumError as exc:
+                verdict = msgspec.structs.replace(
+                    verdict, error=self._error_info(Unit(step_id, None, 0), None, exc)
+                )
+        self._commit_soon = True
+        self._record(verdict)
+        for write in writes:
+            self._record(write)
+
+    def _evaluate_items(self, step_id: str, prepared: PreparedStep) -> list[Any]:
         """The items of a for_each step; the same on every resume, as its inputs are logged."""
-        cached = self._items.get(prepared.step.id)
+        cached = self._items.get(step_id)
         if cached is not None:
             return cached
         assert prepared.items is not None
-        value = prepared.items.render(self._scope)
+        value = prepared.items.render(self.scope_for(step_id))
         if not isinstance(value, list):
             raise ExpressionError(
                 f"for_each {prepared.step.for_each} gave {type(value).__name__}, expected a list"
             )
         items: list[Any] = value
-        self._items[prepared.step.id] = items
+        self._items[step_id] = items
         return items
 
     def _skip(self, step_id: str, cause: Any, reason: str) -> None:
@@ -391,7 +452,7 @@ class Execution:
             return
         registry = self.prepared.registry
         for unit in active.ready(free):
-            prepared = self.prepared.steps[unit.step]
+            prepared = self.prepared_step(unit.step)
             if self._policy.guarded and self._guard_stops_before(unit):
                 return
             if prepared.call is None:
@@ -542,14 +603,15 @@ class Execution:
         self._poke()
 
     def _unit_scope(self, prepared: PreparedStep, unit: Unit) -> dict[str, Any]:
+        scope = self.scope_for(unit.step)
         if unit.index is None:
-            return self._scope
-        items = self._evaluate_items(prepared)
-        return {**self._scope, "item": items[unit.index], "index": unit.index}
+            return scope
+        items = self._evaluate_items(unit.step, prepared)
+        return {**scope, "item": items[unit.index], "index": unit.index}
 
     def _payload(self, prepared: PreparedStep, call: PreparedCall, unit: Unit) -> Any:
         template = call.payload
-        if template.is_constant or unit.index is None:
+        if template.is_constant:
             return template.render(self._scope)
         return template.render(self._unit_scope(prepared, unit))
 
@@ -606,7 +668,7 @@ class Execution:
                 change = registry.finished(ended.agent, ok=ok, seconds=ended.seconds, now=now)
                 self._note_circuit(change)
                 self._unblock(ended.agent)
-            completions.append(self._completion(ended))
+            completions.extend(self._completion(ended))
         for unit, decision in self._approvals.decisions(self.clock.now()):
             completions.extend(self._decided(unit, decision))
         await self._commit(completions)
@@ -663,9 +725,11 @@ class Execution:
                 waiter.set_result(None)
         self._published(batch)
 
-    def _completion(self, ended: _Ended) -> Event:
+    def _completion(self, ended: _Ended) -> list[Event]:
+        """The events that end a unit: success (and its state writes), a retry or failure."""
         unit = ended.unit
         now = self.clock.now()
+        prepared = self.prepared_step(unit.step)
         if ended.error is None:
             try:  # also gives every backend the same plain JSON types (tuples become lists)
                 encoded = _encode(ended.output)
@@ -678,24 +742,42 @@ class Execution:
                 ended.error.retryable = False
             else:
                 limit = self.prepared.workflow.guards.max_output_bytes
-                if len(encoded) <= limit:
-                    return StepSucceeded(
-                        seq=self._next_seq(),
-                        at=now,
-                        step=unit.step,
-                        index=unit.index,
-                        attempt=unit.attempt,
-                        output=output,
-                        usage=ended.usage,
+                if len(encoded) > limit:
+                    ended.error = OutputTooLarge(
+                        f"returned {len(encoded):,} bytes of JSON, "
+                        f"over max_output_bytes ({limit:,})"
                     )
-                ended.error = OutputTooLarge(
-                    f"returned {len(encoded):,} bytes of JSON, over max_output_bytes ({limit:,})"
-                )
+                else:
+                    return self._succeeded(prepared, ended, output, now)
+        assert ended.error is not None
         error = self._error_info(unit, ended.agent, ended.error)
-        prepared = self.prepared.steps[unit.step]
-        return self._policy.after_failure(
+        failed = self._policy.after_failure(
             prepared, unit, ended.error, error, seq=self._next_seq(), now=now, usage=ended.usage
         )
+        return [failed]
+
+    def _succeeded(
+        self, prepared: PreparedStep, ended: _Ended, output: Any, now: float
+    ) -> list[Event]:
+        unit = ended.unit
+        writes: list[StateWritten] = []
+        if prepared.writes is not None:
+            scope = {**self._unit_scope(prepared, unit), "output": output}
+            try:
+                writes = self._state.writes(prepared, unit, scope, next_seq=self._next_seq, now=now)
+            except PodiumError as exc:  # a write refused: the unit fails, for good
+                error = self._error_info(unit, ended.agent, exc)
+                return [self._failed(unit, error, usage=ended.usage)]
+        succeeded = StepSucceeded(
+            seq=self._next_seq(),
+            at=now,
+            step=unit.step,
+            index=unit.index,
+            attempt=unit.attempt,
+            output=output,
+            usage=ended.usage,
+        )
+        return [*writes, succeeded]  # writes are numbered first: a refused one takes none
 
     def _error_info(self, unit: Unit, agent: Agent | None, error: BaseException) -> ErrorInfo:
         detail = str(error) or repr(error)
@@ -707,7 +789,7 @@ class Execution:
         self._commit_soon = True
         self._record(self._failed(unit, self._error_info(unit, None, error)))
 
-    def _failed(self, unit: Unit, error: ErrorInfo) -> StepFailed:
+    def _failed(self, unit: Unit, error: ErrorInfo, usage: Usage | None = None) -> StepFailed:
         """The end of a unit decided here rather than by its call's policies."""
         return StepFailed(
             seq=self._next_seq(),
@@ -716,6 +798,7 @@ class Execution:
             index=unit.index,
             attempt=unit.attempt,
             error=error,
+            usage=usage,
         )
 
     def _unblock(self, agent: Agent) -> None:

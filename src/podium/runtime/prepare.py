@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ import msgspec
 
 from podium.agents import Agent, PythonAgent, Registry, import_callable
 from podium.errors import DefinitionError, InputError, Location
-from podium.model import Step, Workflow
+from podium.model import Repeat, Step, Workflow
+from podium.model.state import BUILTIN_REDUCERS, ReduceFn, initial_value
 from podium.model.workflow import CallableRef, callable_name
 from podium.runtime.subworkflow import WorkflowAgent
 from podium.scheduler.plan import Plan
@@ -51,17 +52,49 @@ class PreparedStep:
     wake_at: Template | None = None  # of a wait_until step
     fallback: PreparedCall | None = None
     compensate: PreparedCall | None = None
+    writes: Mapping[str, Template] | None = None
+    loop: PreparedLoop | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedLoop:
+    """A `repeat` step (or a group): its iterations' steps and when to stop."""
+
+    until: Template
+    repeat: Repeat
+    body: tuple[str, ...]  # the ids of one iteration's steps
+    group: bool  # the body is a group of steps, not the step itself
+
+
+# A group without `repeat` runs its steps once.
+_ONCE = Repeat(until="true", max_iterations=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedState:
+    """The state keys: their values before any write, reducers and schema checks."""
+
+    initial: Mapping[str, Any]
+    reducers: Mapping[str, ReduceFn]
+    names: Mapping[str, str]  # reducer names as recorded: "append", "pkg.mod:fn"
+    checks: Mapping[str, Callable[[Any], str | None]]  # key -> why a value is invalid
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prepared:
-    """A workflow ready to run: its plan, its agents, its compiled steps and output."""
+    """A workflow ready to run: its plan, its agents, its compiled steps and output.
+
+    `body_steps` are the steps of loop iterations, by their id in the definition (a
+    repeated step without a group is its own body, so it is in both).
+    """
 
     workflow: Workflow
     plan: Plan
     registry: Registry
     steps: Mapping[str, PreparedStep]
     output: Template
+    body_steps: Mapping[str, PreparedStep]
+    state: PreparedState
 
     def check_input(self, value: Any) -> None:
         """Check the run input is JSON data and fits the workflow's `input` schema.
@@ -127,11 +160,16 @@ def _identity(workflow: Workflow) -> str:
 def _prepare(workflow: Workflow) -> Prepared:
     binder = _Binder(workflow)
     steps: dict[str, PreparedStep] = {}
+    body_steps: dict[str, PreparedStep] = {}
     for step in workflow.steps.values():
         try:
-            steps[step.id] = binder.step(step)
+            if step.steps is not None or step.repeat is not None:
+                steps[step.id] = binder.loop(step, body_steps)
+            else:
+                steps[step.id] = binder.step(step)
         except DefinitionError as exc:
             binder.problems.append(exc)
+    state = binder.state()
     if binder.problems:
         raise DefinitionError.collect(binder.problems)
     for agent in binder.inline.values():  # inline `uses` agents are tracked like declared ones
@@ -142,6 +180,8 @@ def _prepare(workflow: Workflow) -> Prepared:
         registry=binder.registry,
         steps=steps,
         output=compile_template(workflow.output, where=workflow.locate("output")),
+        body_steps=body_steps,
+        state=state,
     )
 
 
@@ -267,8 +307,75 @@ class _Binder:
         # Located only if an expression is wrong: looking up is not free for 10,000 steps.
         return lambda path: self.workflow.locate(*base, *path)
 
-    def step(self, step: Step) -> PreparedStep:
+    def loop(self, step: Step, body_steps: dict[str, PreparedStep]) -> PreparedStep:
+        """A repeated step or a group: the loop step itself, and its body's steps."""
         path = ("steps", step.id)
+        repeat = step.repeat or _ONCE
+        if step.steps is None:  # the step is its own body: each iteration calls it
+            body: tuple[str, ...] = (step.id,)
+            inner = replace(step, needs=(), condition=None, trigger="all_success", repeat=None)
+            body_steps[step.id] = self.step(inner)
+            writes = None
+        else:
+            body = tuple(step.steps)
+            for inner in step.steps.values():
+                body_steps[inner.id] = self.step(inner, (*path, "steps", inner.id))
+            writes = self.writes(step, path)
+        return PreparedStep(
+            step=step,
+            call=None,
+            condition=None
+            if step.condition is None
+            else compile_condition(step.condition, where=self._at(*path, "if")),
+            items=None,
+            writes=writes,
+            loop=PreparedLoop(
+                until=compile_condition(repeat.until, where=self._at(*path, "repeat", "until")),
+                repeat=repeat,
+                body=body,
+                group=step.steps is not None,
+            ),
+        )
+
+    def writes(self, step: Step, path: tuple[str, ...]) -> Mapping[str, Template] | None:
+        if not step.writes:
+            return None
+        return {
+            key: compile_template(value, where=self._at(*path, "writes", key))
+            for key, value in step.writes.items()
+        }
+
+    def state(self) -> PreparedState:
+        """The state keys' reducers resolved and their schemas compiled."""
+        reducers: dict[str, ReduceFn] = {}
+        names: dict[str, str] = {}
+        checks: dict[str, Callable[[Any], str | None]] = {}
+        initial: dict[str, Any] = {}
+        for name, key in self.workflow.state.items():
+            reducer = key.reducer
+            if isinstance(reducer, str) and reducer in BUILTIN_REDUCERS:
+                reducers[name] = BUILTIN_REDUCERS[reducer]  # type: ignore[index]
+                names[name] = reducer
+            else:
+                fn = self._resolve(reducer, "state", name, "reducer")
+                if fn is not None:
+                    reducers[name] = fn
+                names[name] = callable_name(reducer)
+            initial[name] = initial_value(names[name], key.initial)
+            if key.schema is not None:
+                checks[name] = _schema_check(key.schema)
+                why = checks[name](initial[name]) if key.initial is not None else None
+                if why is not None:
+                    self.problems.append(
+                        DefinitionError(
+                            f"state key {name!r}: initial value does not meet its schema: {why}",
+                            where=self.workflow.locate("state", name, "initial"),
+                        )
+                    )
+        return PreparedState(initial=initial, reducers=reducers, names=names, checks=checks)
+
+    def step(self, step: Step, path: tuple[str, ...] | None = None) -> PreparedStep:
+        path = ("steps", step.id) if path is None else path
         at = self._at
         call = None
         if step.workflow is not None:
@@ -297,4 +404,18 @@ class _Binder:
             else compile_condition(step.wait_until, where=at(*path, "wait_until")),
             fallback=extra.get("fallback"),
             compensate=extra.get("compensate"),
+            writes=self.writes(step, path),
         )
+
+
+def _schema_check(schema: Mapping[str, Any]) -> Callable[[Any], str | None]:
+    """A function telling why a value does not meet `schema` (None when it does)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(dict(schema))
+
+    def check(value: Any) -> str | None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        return None if error is None else error.message
+
+    return check

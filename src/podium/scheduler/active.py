@@ -16,6 +16,11 @@ then puts units that were in flight at a crash back in the queue, with the same 
 A run halts at a failure that is not `continue_on_error`: nothing new starts except steps
 whose trigger is `all_done`, and units already started finish (retries included). A
 `RunResumed(redrive=True)` event forgets the failures so the run can go on.
+
+A `repeat` step (or a group) is judged like any step; the runtime starts its iterations
+with `IterationStarted`, which adds that iteration's steps (`draft#2`) to the run. When they
+have all settled the loop step is handed out by `decisions()` again, and the runtime either
+starts the next iteration or records `LoopEnded`, which settles the loop step.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from typing import Any, Literal
 from podium.model import (
     ErrorInfo,
     Event,
+    IterationStarted,
+    LoopEnded,
     RunResumed,
     StepAttemptFailed,
     StepExpanded,
@@ -70,12 +77,25 @@ class _Fanout:
     outputs: list[Any] = field(default_factory=lambda: [])
 
 
+@dataclass(slots=True)
+class _Loop:
+    """Progress of a `repeat` step: the iteration under way, and its steps still unsettled."""
+
+    iteration: int = 0
+    unsettled: int = 0
+
+
 class ActiveRun:
     """What a run has done and what may run next. See the module docstring for the protocol."""
 
     def __init__(self, plan: Plan, *, priority: Priority = fifo) -> None:
         self.plan = plan
         self._priority = priority
+        # The plan's steps, and those of the loop iterations started since (`draft#2`).
+        self._steps: dict[str, PlanStep] = dict(plan.steps)
+        self._order: list[str] = list(plan.order)
+        self._loops: dict[str, _Loop] = {}
+        self._loop_of: dict[str, str] = {}  # iteration step -> its loop step
         self.state: dict[str, StepState] = dict.fromkeys(plan.order, "waiting")
         # The `steps` scope of expressions: what dependents and `output` may read.
         self.scope: dict[str, dict[str, Any]] = {
@@ -130,13 +150,22 @@ class ActiveRun:
         """The attempt the unit is on (or will make next)."""
         return self._attempt.get(key, 1)
 
+    def iteration(self, step_id: str) -> int:
+        """The iteration a `repeat` step is on: 0 before the first has started."""
+        loop = self._loops.get(step_id)
+        return 0 if loop is None else loop.iteration
+
+    def loop_of(self, step_id: str) -> str | None:
+        """The loop step whose iteration `step_id` (`draft#2`) belongs to, if any."""
+        return self._loop_of.get(step_id)
+
     def failure_of(self, key: str) -> ErrorInfo | None:
         """The error a unit failed with for good, if it did."""
         return self._errors.get(key)
 
     def trigger_met(self, step_id: str) -> tuple[bool, str]:
         """Whether the step's trigger rule holds for its (settled) needs, and why not."""
-        step = self.plan.steps[step_id]
+        step = self._steps[step_id]
         state = self.state
         if step.trigger == "all_success" and all(state[n] == "succeeded" for n in step.needs):
             return True, ""  # the common case, answered without building a message
@@ -265,7 +294,7 @@ class ActiveRun:
                     fanout = self._fanouts[step]
                     fanout.failed = True
                     self._item_settled(step, fanout)
-                if not self.plan.steps[step].continue_on_error and self.halted_by is None:
+                if not self._steps[step].continue_on_error and self.halted_by is None:
                     self._halt(step_key(step, index))
             case StepSkipped(step=step, cause=cause):
                 self._skip_cause[step] = cause
@@ -279,6 +308,25 @@ class ActiveRun:
                     self._settle(step, "succeeded", [])
                 else:
                     self._feed(step, fanout)
+            case IterationStarted(step=step, iteration=iteration):
+                self._start_iteration(step, iteration)
+            case LoopEnded(step=step, iterations=iterations, stopped=stopped, output=output):
+                self._deciding.pop(step, None)
+                self._held_decisions.pop(step, None)
+                status: StepState = "failed" if event.error is not None else "succeeded"
+                self._settle(step, status, output)
+                last = output[-1] if isinstance(output, list) and output else None
+                self.scope[step] = {
+                    "output": output,
+                    "status": status,
+                    "last": last,
+                    "iterations": iterations,
+                    "stopped": stopped,
+                }
+                if event.error is not None:
+                    self._errors[step] = event.error
+                    if not self._steps[step].continue_on_error and self.halted_by is None:
+                        self._halt(step)
             case RunResumed(redrive=redrive):
                 self.recover()
                 if redrive:
@@ -296,6 +344,28 @@ class ActiveRun:
         self._deciding.pop(step_id, None)
         self._held_decisions.pop(step_id, None)
         self.state[step_id] = "active"
+
+    def _start_iteration(self, loop_id: str, number: int) -> None:
+        """Add the steps of iteration `number` of `loop_id`; those needing nothing decide."""
+        if self.state[loop_id] == "deciding":
+            self._enter_active(loop_id)
+        self._deciding.pop(loop_id, None)
+        self._held_decisions.pop(loop_id, None)
+        body = self.plan.bodies[loop_id]
+        self._loops[loop_id] = _Loop(number, len(body))
+        added: list[PlanStep] = []
+        for template in body:
+            step = template.iteration(number)
+            self._steps[step.id] = step
+            self._order.append(step.id)
+            self._loop_of[step.id] = loop_id
+            self.state[step.id] = "waiting"
+            self.scope[step.id] = {"output": None, "status": "pending"}
+            self._unsettled[step.id] = len(step.needs)
+            added.append(step)
+        for step in added:
+            if not step.needs:
+                self._enter_deciding(step)
 
     def _push(self, step: str, index: int | None) -> None:
         key = step_key(step, index)
@@ -352,7 +422,7 @@ class ActiveRun:
 
     def _feed(self, step_id: str, fanout: _Fanout) -> None:
         """Queue further items of a for_each step, keeping at most `max_parallel` open."""
-        limit = self.plan.steps[step_id].max_parallel or fanout.count
+        limit = self._steps[step_id].max_parallel or fanout.count
         while not fanout.failed and fanout.next_index < fanout.count and fanout.open < limit:
             index = fanout.next_index
             fanout.next_index += 1
@@ -364,10 +434,17 @@ class ActiveRun:
     def _settle(self, step_id: str, state: StepState, output: Any) -> None:
         self.state[step_id] = state
         self.scope[step_id] = {"output": output, "status": state}
-        for dependent in self.plan.steps[step_id].dependents:
+        steps = self._steps
+        for dependent in steps[step_id].dependents:
             self._unsettled[dependent] -= 1
             if self._unsettled[dependent] == 0 and self.state[dependent] == "waiting":
-                self._enter_deciding(self.plan.steps[dependent])
+                self._enter_deciding(steps[dependent])
+        loop_id = self._loop_of.get(step_id)
+        if loop_id is not None:
+            loop = self._loops[loop_id]
+            loop.unsettled -= 1
+            if loop.unsettled == 0:  # the iteration is over: the loop step decides again
+                self._enter_deciding(steps[loop_id])
 
     def _enter_deciding(self, step: PlanStep) -> None:
         self.state[step.id] = "deciding"
@@ -377,14 +454,14 @@ class ActiveRun:
             self._deciding[step.id] = None
 
     def _may_start_when_halted(self, step: str, index: int | None) -> bool:
-        if self.plan.steps[step].trigger == "all_done":
+        if self._steps[step].trigger == "all_done":
             return True
         return step_key(step, index) in self._attempt  # started before the halt: let it finish
 
     def _halt(self, key: str) -> None:
         self.halted_by = key
         for step_id in list(self._deciding):
-            if self.plan.steps[step_id].trigger != "all_done":
+            if self._steps[step_id].trigger != "all_done":
                 del self._deciding[step_id]
                 self._held_decisions[step_id] = None
         entries = [*self._queue, *(e for parked in self._blocked.values() for e in parked)]
@@ -403,18 +480,23 @@ class ActiveRun:
             self._attempt.pop(key, None)
         reset = [
             s
-            for s in self.plan.order
+            for s in self._order
             if self.state[s] == "failed" or self._skip_cause.get(s) == "trigger"
         ]
         for step_id in reset:
             self.state[step_id] = "waiting"
             self.scope[step_id] = {"output": None, "status": "pending"}
             self._skip_cause.pop(step_id, None)
+            loop_id = self._loop_of.get(step_id)
+            if loop_id is not None:  # its iteration is not over after all
+                self._loops[loop_id].unsettled += 1
+                self._held_decisions.pop(loop_id, None)
+                self._deciding.pop(loop_id, None)
         self._deciding.update(self._held_decisions)
         self._held_decisions.clear()
-        for step_id in self.plan.order:
+        for step_id in self._order:
             if self.state[step_id] in ("waiting", "deciding"):
-                needs = self.plan.steps[step_id].needs
+                needs = self._steps[step_id].needs
                 self._unsettled[step_id] = sum(self.state[n] not in SETTLED for n in needs)
                 if self._unsettled[step_id]:  # a need of it goes again: back to waiting
                     self.state[step_id] = "waiting"
@@ -424,7 +506,7 @@ class ActiveRun:
                 continue
             fanout = self._fanouts.get(step_id)
             if fanout is None:
-                self._enter_deciding(self.plan.steps[step_id])
+                self._enter_deciding(self._steps[step_id])
             else:  # keep the expansion and the succeeded items; queue the rest
                 self.state[step_id] = "active"
                 keys = [step_key(step_id, i) for i in range(fanout.count)]

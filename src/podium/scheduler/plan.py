@@ -2,12 +2,14 @@
 
 A `Plan` is derived once from a `Workflow` and never changes. It keeps only what deciding
 "what may run next" requires; how a step runs (agent, inputs, timeout) stays in the model.
+A `repeat` step's body (its group of steps, or the step itself) is kept apart in `bodies`:
+each iteration adds a copy of it to the run, as steps `<id>#<iteration>`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from podium.errors import CycleError
 from podium.model import Step, Trigger, Workflow
@@ -31,38 +33,67 @@ class PlanStep:
     max_parallel: int | None
     continue_on_error: bool
 
+    def iteration(self, number: int) -> PlanStep:
+        """This body step as it runs in iteration `number`: `<id>#<number>`."""
+
+        def name(step_id: str) -> str:
+            return f"{step_id}#{number}"
+
+        return replace(
+            self,
+            id=name(self.id),
+            needs=tuple(map(name, self.needs)),
+            dependents=tuple(map(name, self.dependents)),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Steps by id, plus a topological order (ties in definition order) for determinism."""
+    """Steps by id, plus a topological order (ties in definition order) for determinism.
+
+    `bodies` maps each `repeat` step (and each group) to the steps of one iteration, in
+    topological order.
+    """
 
     steps: Mapping[str, PlanStep]
     order: tuple[str, ...]
+    bodies: Mapping[str, tuple[PlanStep, ...]] = field(default_factory=lambda: {})
 
     @classmethod
     def from_workflow(cls, workflow: Workflow) -> Plan:
         """Build the plan; raises `CycleError` naming the cycle if `needs` loop."""
-        steps = workflow.steps
-        dependents: dict[str, list[str]] = {step_id: [] for step_id in steps}
-        for step in steps.values():
-            for need in step.needs:
-                dependents[need].append(step.id)
-        order = _topological(steps, dependents)
-        if len(order) < len(steps):
-            raise _cycle_error(workflow, set(steps) - set(order))
-        plan_steps = {
-            step.id: PlanStep(
-                id=step.id,
-                needs=step.needs,
-                dependents=tuple(dependents[step.id]),
-                trigger=step.trigger,
-                fans_out=step.for_each is not None,
-                max_parallel=step.max_parallel,
-                continue_on_error=step.continue_on_error,
-            )
-            for step in steps.values()
-        }
-        return cls(plan_steps, tuple(order))
+        plan_steps, order = _graph(workflow, workflow.steps)
+        bodies: dict[str, tuple[PlanStep, ...]] = {}
+        for step in workflow.steps.values():
+            if step.steps is not None:
+                body, body_order = _graph(workflow, step.steps)
+                bodies[step.id] = tuple(body[step_id] for step_id in body_order)
+            elif step.repeat is not None:  # the step itself is the body, without its needs
+                bodies[step.id] = (replace(plan_steps[step.id], needs=(), dependents=()),)
+        return cls(plan_steps, tuple(order), bodies)
+
+
+def _graph(workflow: Workflow, steps: Mapping[str, Step]) -> tuple[dict[str, PlanStep], list[str]]:
+    dependents: dict[str, list[str]] = {step_id: [] for step_id in steps}
+    for step in steps.values():
+        for need in step.needs:
+            dependents[need].append(step.id)
+    order = _topological(steps, dependents)
+    if len(order) < len(steps):
+        raise _cycle_error(workflow, steps, set(steps) - set(order))
+    plan_steps = {
+        step.id: PlanStep(
+            id=step.id,
+            needs=step.needs,
+            dependents=tuple(dependents[step.id]),
+            trigger=step.trigger,
+            fans_out=step.for_each is not None,
+            max_parallel=step.max_parallel,
+            continue_on_error=step.continue_on_error,
+        )
+        for step in steps.values()
+    }
+    return plan_steps, order
 
 
 def _topological(steps: Mapping[str, Step], dependents: Mapping[str, list[str]]) -> list[str]:
@@ -77,15 +108,15 @@ def _topological(steps: Mapping[str, Step], dependents: Mapping[str, list[str]])
     return order
 
 
-def _cycle_error(workflow: Workflow, tangled: set[str]) -> CycleError:
+def _cycle_error(workflow: Workflow, steps: Mapping[str, Step], tangled: set[str]) -> CycleError:
     """Walk `needs` within the tangle until a step repeats: that loop is a cycle."""
-    start = next(step_id for step_id in workflow.steps if step_id in tangled)
+    start = next(step_id for step_id in steps if step_id in tangled)
     walk: list[str] = []
     seen: dict[str, int] = {}
     node = start
     while node not in seen:
         seen[node] = len(walk)
         walk.append(node)
-        node = next(n for n in workflow.steps[node].needs if n in tangled)
+        node = next(n for n in steps[node].needs if n in tangled)
     cycle = list(reversed(walk[seen[node] :]))
     return CycleError([*cycle, cycle[0]], where=workflow.locate("steps", cycle[0]))

@@ -23,7 +23,9 @@ from podium.model.workflow import (
     Call,
     CircuitPolicy,
     Guards,
+    Repeat,
     RetryPolicy,
+    StateKey,
     Step,
     Workflow,
     callable_name,
@@ -125,6 +127,8 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
     # the workflow was read, so the steps below carry them and the document needs no more.
     if wf.agents:
         doc["agents"] = {name: _agent_document(agent) for name, agent in wf.agents.items()}
+    if wf.state:
+        doc["state"] = {name: _state_document(key) for name, key in wf.state.items()}
     doc["steps"] = {step_id: _step_document(step) for step_id, step in wf.steps.items()}
     if wf.output is not None:
         doc["output"] = _plain(wf.output)
@@ -175,8 +179,29 @@ def _step_document(step: Step) -> dict[str, Any]:
         "compensate": None if step.compensate is None else _call_document(step.compensate),
         "continue_on_error": step.continue_on_error or None,
         "description": step.description or None,
+        "writes": None if step.writes is None else _plain(step.writes),
+        "repeat": None if step.repeat is None else _repeat_document(step.repeat),
+        "steps": None
+        if step.steps is None
+        else {sid: _step_document(inner) for sid, inner in step.steps.items()},
     }
     return {key: value for key, value in optional.items() if value is not None}
+
+
+def _state_document(key: StateKey) -> dict[str, Any]:
+    optional: dict[str, Any] = {
+        "reducer": callable_name(key.reducer) if callable(key.reducer) else key.reducer,
+        "initial": _plain(key.initial),
+        "schema": None if key.schema is None else _plain(key.schema),
+    }
+    return {name: value for name, value in optional.items() if value is not None}
+
+
+def _repeat_document(repeat: Repeat) -> dict[str, Any]:
+    doc: dict[str, Any] = {"until": repeat.until, "max_iterations": repeat.max_iterations}
+    if repeat.on_max != "fail":
+        doc["on_max"] = repeat.on_max
+    return doc
 
 
 def _child_document(child: str | Workflow) -> str | dict[str, Any]:
@@ -273,6 +298,10 @@ class _Reader:
                 max_cost=_cost(doc.get("max_cost")),
             ),
             agents={name: self.agent(str(name), _mapping(agent)) for name, agent in agents.items()},
+            state={
+                str(key): self.state_key(str(key), value)
+                for key, value in _mapping(doc.get("state")).items()
+            },
             steps={step_id: self.step(str(step_id), _mapping(s)) for step_id, s in steps.items()},
             source=self.source,
             base_dir=base_dir,
@@ -323,9 +352,39 @@ class _Reader:
             cooldown=_DEFAULT_CIRCUIT.cooldown if cooldown is None else cooldown,
         )
 
-    def step(self, step_id: str, doc: Mapping[str, Any]) -> Step:
+    def state_key(self, name: str, value: Any) -> StateKey:
+        """A `state:` entry: a reducer name (or callable path), or a mapping."""
+        if isinstance(value, str):
+            return StateKey(name=name, reducer=value)
+        doc = _mapping(value)
+        schema = doc.get("schema")
+        reducer = doc.get("reducer")
+        return StateKey(
+            name=name,
+            reducer=reducer if isinstance(reducer, str) else "replace",
+            initial=doc.get("initial"),
+            schema=schema if isinstance(schema, Mapping) else None,
+        )
+
+    def repeat(self, value: Any) -> Repeat:
+        doc = _mapping(value)
+        until = doc.get("until")
+        maximum = _integer(doc.get("max_iterations"))
+        on_max = doc.get("on_max")
+        return Repeat(
+            until=str(until).lower() if isinstance(until, bool) else _text(until),
+            max_iterations=0 if maximum is None else maximum,
+            on_max=on_max if on_max in ("fail", "continue") else "fail",
+        )
+
+    def step(
+        self, step_id: str, doc: Mapping[str, Any], path: tuple[Key, ...] | None = None
+    ) -> Step:
         get = doc.get
-        path: tuple[Key, ...] = ("steps", step_id)
+        path = ("steps", step_id) if path is None else path
+        inner = get("steps")
+        writes = get("writes")
+        repeat = get("repeat")
         needs = get("needs")
         condition = get("if")
         trigger = get("trigger")
@@ -378,6 +437,14 @@ class _Reader:
             workflow=None
             if workflow is None
             else self.child_workflow((*path, "workflow"), workflow),
+            writes=writes if isinstance(writes, Mapping) else None,
+            repeat=None if repeat is None else self.repeat(repeat),
+            steps=None
+            if not isinstance(inner, Mapping)
+            else {
+                str(sid): self.step(str(sid), _mapping(s), (*path, "steps", str(sid)))
+                for sid, s in inner.items()
+            },
         )
 
     def child_workflow(self, path: tuple[Key, ...], value: Any) -> str | Workflow | None:

@@ -46,11 +46,12 @@ class Template:
     """A compiled value tree; `render(scope)` gives the value with its expressions evaluated.
 
     `is_constant` says there is no expression inside (render returns the value itself),
-    `references` lists the step ids read through `steps.<id>`, and `uses_item` says whether
-    `item` or `index` is read, so the validator and the scheduler need not look inside.
+    `references` lists the step ids read through `steps.<id>`, `state_keys` the state keys
+    read through `state.<key>`, and `names` the names of the scope read (`input`, `item`,
+    `output`...), so the validator and the scheduler need not look inside.
     """
 
-    __slots__ = ("_render", "_value", "is_constant", "references", "uses_item")
+    __slots__ = ("_render", "_value", "is_constant", "names", "references", "state_keys")
 
     def __init__(
         self,
@@ -58,13 +59,20 @@ class Template:
         render: _Render | None,
         *,
         references: frozenset[str] = frozenset(),
-        uses_item: bool = False,
+        state_keys: frozenset[str] = frozenset(),
+        names: frozenset[str] = frozenset(),
     ) -> None:
         self._value = value
         self._render = render
         self.is_constant = render is None
         self.references = references
-        self.uses_item = uses_item
+        self.state_keys = state_keys
+        self.names = names
+
+    @property
+    def uses_item(self) -> bool:
+        """Whether `item` or `index` is read: they exist only in a for_each step."""
+        return not ITEM_NAMES.isdisjoint(self.names)
 
     def render(self, scope: Scope) -> Any:
         """The value for `scope`; raises `ExpressionError` naming the expression that failed."""
@@ -93,7 +101,11 @@ def compile_template(value: Any, *, where: Where) -> Template:
     if builder.errors:
         raise DefinitionError.collect(builder.errors)
     return Template(
-        folded, render, references=frozenset(builder.references), uses_item=builder.uses_item
+        folded,
+        render,
+        references=frozenset(builder.references),
+        state_keys=frozenset(builder.state_keys),
+        names=frozenset(builder.names),
     )
 
 
@@ -182,7 +194,8 @@ class _Expression:
     evaluate: _Render | None
     value: Any
     references: frozenset[str]
-    uses_item: bool
+    state_keys: frozenset[str]
+    names: frozenset[str]
 
 
 class _Builder:
@@ -197,7 +210,8 @@ class _Builder:
         self.where = where
         self.errors: list[DefinitionError] = []
         self.references: set[str] = set()
-        self.uses_item = False
+        self.state_keys: set[str] = set()
+        self.names: set[str] = set()
 
     def node(self, value: Any, path: tuple[Key, ...]) -> tuple[_Render | None, Any]:
         if isinstance(value, str):
@@ -268,7 +282,8 @@ class _Builder:
     def expression(self, source: str) -> _Expression:
         compiled = _compile_expression(source)
         self.references |= compiled.references
-        self.uses_item = self.uses_item or compiled.uses_item
+        self.state_keys |= compiled.state_keys
+        self.names |= compiled.names
         return compiled
 
 
@@ -313,14 +328,14 @@ def _compile_expression(source: str) -> _Expression:
     text = f"{_OPEN} {' '.join(source.split())} {_CLOSE}"
     if not source:
         raise ValueError(f"{text}: the expression is empty")
-    from podium.spec.sandbox import parse
+    from podium.spec.sandbox import SCOPE_NAMES, parse
 
     parsed = parse(source, text)
-    uses_item = not ITEM_NAMES.isdisjoint(parsed.names)
+    names = parsed.names & SCOPE_NAMES
     if parsed.constant:
-        return _Expression(None, parsed.constant[0], parsed.references, uses_item)
+        return _Expression(None, parsed.constant[0], parsed.references, parsed.state_keys, names)
     evaluate = parsed.evaluate if parsed.path is None else _path_evaluator(text, parsed.path)
-    return _Expression(evaluate, None, parsed.references, uses_item)
+    return _Expression(evaluate, None, parsed.references, parsed.state_keys, names)
 
 
 def _path_evaluator(text: str, path: tuple[Key, ...]) -> _Render:

@@ -60,8 +60,9 @@ from podium.spec.paths import Key, describe_miss, describe_type, lookup, path_te
 
 __all__ = ["ENVIRONMENT", "SCOPE_NAMES", "Parsed", "json_value", "parse", "plain_path"]
 
-# The names an expression can read from the run; `item` and `index` only in a for_each step.
-SCOPE_NAMES = frozenset({"input", "steps", "item", "index"})
+# The names an expression can read from the run. `item` and `index` exist only in a
+# for_each step, `output` in `writes` and `repeat.until`, `loop` inside a repeat.
+SCOPE_NAMES = frozenset({"input", "steps", "state", "item", "index", "output", "loop"})
 
 # Limits that keep a one-line expression from eating memory or blocking the event loop. A
 # string, list or mapping built by an operator or filter may not hold more than _MAX_SIZE
@@ -422,6 +423,7 @@ class Parsed:
 
     names: frozenset[str]
     references: frozenset[str]
+    state_keys: frozenset[str]
     constant: tuple[Any, ...] = ()
     path: tuple[Key, ...] | None = None
     evaluate: Callable[[Mapping[str, Any]], Any] | None = None
@@ -440,37 +442,43 @@ def parse(source: str, text: str) -> Parsed:
             raise TemplateSyntaxError(
                 f"unexpected {parser.stream.current.value!r} after the expression", 1
             )
-        names, references = _analyse(expr, text)
+        names, references, state_keys = _analyse(expr, text)
         expr.set_environment(ENVIRONMENT)
         constant = _fold(expr)
         if constant:
-            return Parsed(names, references, constant=constant)
+            return Parsed(names, references, state_keys, constant=constant)
         path = plain_path(expr)
         if path is not None and path[0] in SCOPE_NAMES:
-            return Parsed(names, references, path=path)
-        return Parsed(names, references, evaluate=_evaluator(expr, text))
+            return Parsed(names, references, state_keys, path=path)
+        return Parsed(names, references, state_keys, evaluate=_evaluator(expr, text))
     except TemplateSyntaxError as exc:
         raise ValueError(f"{text}: syntax error: {exc.message}") from None
     except RecursionError:
         raise ValueError(f"{text}: the expression is nested too deeply") from None
 
 
-def _analyse(expr: nodes.Node, text: str) -> tuple[frozenset[str], frozenset[str]]:
-    """The free names of `expr` and the step ids it reads as `steps.<id>`."""
+def _analyse(expr: nodes.Node, text: str) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """The free names of `expr`, the step ids it reads as `steps.<id>`, and the state keys
+    it reads as `state.<key>`."""
     names: set[str] = set()
     references: set[str] = set()
+    state_keys: set[str] = set()
     pending: list[tuple[nodes.Node, nodes.Node | None]] = [(expr, None)]
     while pending:
         node, parent = pending.pop()
         if isinstance(node, nodes.Name):
             names.add(node.name)
             if node.name == "steps":
-                step = _step_id(node, parent)
+                step = _attribute(node, parent)
                 if step is None:
                     raise ValueError(
                         f"{text}: `steps` must be followed by a step id, as in steps.check.output"
                     )
                 references.add(step)
+            elif node.name == "state":
+                key = _attribute(node, parent)
+                if key is not None:  # a bare `state` reads every key
+                    state_keys.add(key)
         pending.extend((child, node) for child in node.iter_child_nodes())
     known = SCOPE_NAMES | ENVIRONMENT.globals.keys()
     for name in sorted(names - known):
@@ -478,12 +486,14 @@ def _analyse(expr: nodes.Node, text: str) -> tuple[frozenset[str], frozenset[str
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(
             f"{text}: unknown name {name!r}{hint}; an expression can read "
-            f"input, steps, item and index, and call the documented functions"
+            f"input, steps, state, item, index, output and loop where they exist, and call "
+            f"the documented functions"
         )
-    return frozenset(names), frozenset(references)
+    return frozenset(names), frozenset(references), frozenset(state_keys)
 
 
-def _step_id(name: nodes.Name, parent: nodes.Node | None) -> str | None:
+def _attribute(name: nodes.Name, parent: nodes.Node | None) -> str | None:
+    """The constant key read from `name` (`steps.check`, `state["drafts"]`), if any."""
     if isinstance(parent, nodes.Getattr) and parent.node is name:
         return parent.attr
     if (

@@ -18,6 +18,15 @@ from typing import Any
 
 from podium.errors import CycleError, DefinitionError, Location
 from podium.model.workflow import TRIGGERS, Call, RetryPolicy, Step, Workflow
+from podium.spec.composition import (
+    Ancestry,
+    Place,
+    group_problems,
+    repeat_problems,
+    scope_problems,
+    state_problems,
+    step_path,
+)
 from podium.spec.expressions import Template, compile_condition, compile_template
 from podium.spec.paths import Key, path_text
 from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
@@ -42,7 +51,7 @@ def validate_workflow(wf: Workflow) -> None:
 def workflow_problems(wf: Workflow) -> list[DefinitionError]:
     """Every semantic problem of `wf` and of its inline sub-workflows, unsorted."""
     problems: list[DefinitionError] = []
-    ancestry = Ancestry(wf)
+    ancestry = Ancestry(wf.steps)
     capabilities = {c for agent in wf.agents.values() for c in agent.capabilities}
     for name, agent in wf.agents.items():
         if not _IDENTIFIER.fullmatch(name):
@@ -62,9 +71,19 @@ def workflow_problems(wf: Workflow) -> list[DefinitionError]:
             _at_least_one(wf, problems, (*path, "failures"), agent.circuit.failures)
             _more_than_zero(wf, problems, (*path, "window"), agent.circuit.window)
             _more_than_zero(wf, problems, (*path, "cooldown"), agent.circuit.cooldown)
+    top = Place(wf.steps, ancestry)
     for key, step in wf.steps.items():
         _check_step(wf, key, step, capabilities, problems)
-        _check_step_expressions(wf, step, ancestry, problems)
+        _check_step_expressions(wf, step, top, problems)
+        if step.steps is not None:
+            group = Place(step.steps, Ancestry(step.steps), loop=step, outer=top)
+            for body_key, body in step.steps.items():
+                _check_step(wf, body_key, body, capabilities, problems, within=step)
+                _check_step_expressions(wf, body, group, problems)
+            for cycle in find_cycles(Workflow(name=wf.name, steps=step.steps)):
+                where = wf.locate("steps", step.id, "steps", cycle[0], "needs")
+                problems.append(CycleError(cycle, where=where))
+    problems.extend(state_problems(wf, ancestry))
     for cycle in find_cycles(wf):
         problems.append(CycleError(cycle, where=wf.locate("steps", cycle[0], "needs")))
     _at_least_one(wf, problems, ("max_parallel",), wf.max_parallel)
@@ -99,12 +118,19 @@ def sort_problems(problems: list[DefinitionError]) -> list[DefinitionError]:
 
 
 def _check_step(
-    wf: Workflow, key: str, step: Step, capabilities: set[str], problems: list[DefinitionError]
+    wf: Workflow,
+    key: str,
+    step: Step,
+    capabilities: set[str],
+    problems: list[DefinitionError],
+    *,
+    within: Step | None = None,
 ) -> None:
     sid = step.id
+    base = step_path(step, within)
 
     def problem(message: str, *path: Key) -> None:
-        problems.append(DefinitionError(message, where=wf.locate("steps", sid, *path)))
+        problems.append(DefinitionError(message, where=wf.locate(*base, *path)))
 
     if key != sid:
         problem(f"step {sid!r} is stored under the key {key!r}")
@@ -123,12 +149,16 @@ def _check_step(
         )
         if value is not None
     ]
-    if len(named) != 1:
+    if step.steps is not None:
+        problems.extend(group_problems(wf, step, named, within))
+    elif len(named) != 1:
         found = f" (it names {' and '.join(named)})" if named else ""
         problem(
             f"step {sid!r} must name exactly one of agent, capability, uses, workflow, "
             f"sleep, wait_until or approval{found}"
         )
+    if step.repeat is not None:
+        problems.extend(repeat_problems(wf, step, within))
     if step.agent is not None and step.agent not in wf.agents:
         problem(
             f"step {sid!r} uses unknown agent {step.agent!r}{suggest(step.agent, wf.agents)}",
@@ -140,12 +170,14 @@ def _check_step(
             f"{suggest(step.capability, capabilities)}",
             "capability",
         )
+    siblings = wf.steps if within is None or within.steps is None else within.steps
     for index, need in enumerate(step.needs):
         if need == sid:
             problem(f"step {sid!r} needs itself", "needs", index)
-        elif need not in wf.steps:
+        elif need not in siblings:
+            where = "" if within is None else f" in group {within.id!r}"
             problem(
-                f"step {sid!r} needs unknown step {need!r}{suggest(need, wf.steps)}",
+                f"step {sid!r} needs unknown step {need!r}{where}{suggest(need, siblings)}",
                 "needs",
                 index,
             )
@@ -154,8 +186,8 @@ def _check_step(
             f"step {sid!r}: trigger must be one of {', '.join(TRIGGERS)}, not {step.trigger!r}",
             "trigger",
         )
-    _at_least_one(wf, problems, ("steps", sid, "max_parallel"), step.max_parallel)
-    _at_least_one(wf, problems, ("steps", sid, "retry", "attempts"), step.retry.attempts)
+    _at_least_one(wf, problems, (*base, "max_parallel"), step.max_parallel)
+    _at_least_one(wf, problems, (*base, "retry", "attempts"), step.retry.attempts)
     retry = step.retry
     if retry.backoff < 0 or retry.max_backoff < 0 or retry.factor < 1:
         problem(
@@ -292,9 +324,10 @@ def _at_least_one(
 
 
 def _check_step_expressions(
-    wf: Workflow, step: Step, ancestry: Ancestry, problems: list[DefinitionError]
+    wf: Workflow, step: Step, place: Place, problems: list[DefinitionError]
 ) -> None:
     sid = step.id
+    base = step_path(step, place.loop)
     fields: list[tuple[tuple[Key, ...], Any]] = [
         (("with",), step.with_),
         (("if",), step.condition),
@@ -306,19 +339,21 @@ def _check_step_expressions(
     for name, call in (("fallback", step.fallback), ("compensate", step.compensate)):
         if call is not None:
             fields.append(((name, "with"), call.with_))
+    fields.extend((("writes", key), value) for key, value in (step.writes or {}).items())
+    if step.repeat is not None and isinstance(step.repeat.until, str):
+        fields.append((("repeat", "until"), step.repeat.until))
     for field, value in fields:
         if value is None:
             continue  # nothing to check (a null `with` reads nothing)
-        template = _compile_field(wf, ("steps", sid, *field), value, problems)
+        template = _compile_field(wf, (*base, *field), value, problems)
         if template is None:
             continue
-        where = wf.locate("steps", sid, *field)
+        where = wf.locate(*base, *field)
         for ref in sorted(template.references):
-            if ref not in wf.steps:
+            found = place.reads(step, field, ref)
+            if found == "unknown":
                 problems.append(_unknown_step(wf, f"step {sid!r}", ref, where))
-            elif ref == sid and field[0] == "compensate":
-                continue  # what a compensation undoes is the step's own output
-            elif not ancestry.is_upstream(ref, of=step.id):
+            elif found == "not upstream":
                 problems.append(
                     DefinitionError(
                         f"step {sid!r} reads steps.{ref} but does not need it, so it may not "
@@ -326,7 +361,8 @@ def _check_step_expressions(
                         where=where,
                     )
                 )
-        item_scope = field in (("with",), ("fallback", "with"))
+        problems.extend(scope_problems(wf, step, place.loop, field, template, where))
+        item_scope = field in (("with",), ("fallback", "with")) or field[0] == "writes"
         if template.uses_item and (not item_scope or step.for_each is None):
             where_used = (
                 "a step without for_each" if item_scope else f"its {'.'.join(map(str, field))}"
@@ -416,7 +452,7 @@ def _compile_field(
     has errors."""
     where = wf.locate(*path)
     try:
-        if path[-1] in ("if", "for_each", "wait_until"):
+        if path[-1] in ("if", "for_each", "wait_until", "until"):
             return compile_condition(value, where=where)
         return compile_template(value, where=_locator(wf, *path))
     except DefinitionError as exc:
@@ -434,40 +470,6 @@ def _unknown_step(wf: Workflow, reader: str, ref: str, where: Location) -> Defin
     return DefinitionError(
         f"{reader} reads steps.{ref}, which is not a step{suggest(ref, wf.steps)}", where=where
     )
-
-
-class Ancestry:
-    """Answers "does step S need step X, directly or transitively?" (unknown ids ignored).
-
-    A step may read `steps.X` only if X is upstream: otherwise X may not have run yet. Most
-    expressions read a direct need, answered at once; the full set of a step's ancestors is
-    computed only when asked about a farther one, and then kept, so a long chain whose steps
-    read their predecessors costs linear time, not quadratic.
-    """
-
-    def __init__(self, wf: Workflow) -> None:
-        self._needs = {
-            sid: [n for n in step.needs if n in wf.steps] for sid, step in wf.steps.items()
-        }
-        self._ancestors: dict[str, frozenset[str]] = {}
-
-    def is_upstream(self, candidate: str, *, of: str) -> bool:
-        if candidate in self._needs.get(of, ()):
-            return True
-        return candidate in self.ancestors(of)
-
-    def ancestors(self, step: str) -> frozenset[str]:
-        known = self._ancestors.get(step)
-        if known is None:
-            seen: set[str] = set()
-            pending = list(self._needs.get(step, ()))
-            while pending:
-                need = pending.pop()
-                if need not in seen:
-                    seen.add(need)
-                    pending.extend(self._needs[need])
-            known = self._ancestors[step] = frozenset(seen)
-        return known
 
 
 def find_cycles(wf: Workflow) -> list[list[str]]:
