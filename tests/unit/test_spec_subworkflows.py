@@ -166,10 +166,10 @@ def test_an_agent_names_exactly_one_of_uses_or_workflow(tmp_path: Path) -> None:
         """,
     )
     assert problems(wf) == (
-        f"{wf}:3:3: agent 'both' must have exactly one of uses or workflow",
+        f"{wf}:3:3: agent 'both' must have exactly one of uses, workflow or model",
         f"{wf}:4:3: agents.neither is missing the required key 'uses'",
     )
-    with pytest.raises(DefinitionError, match="agent 'w' must have exactly one of uses or wo"):
+    with pytest.raises(DefinitionError, match="agent 'w' must have exactly one of uses, work"):
         prepare(Workflow(name="p", steps=[Step(id="s", agent="w")], agents=[AgentSpec(name="w")]))
 
 

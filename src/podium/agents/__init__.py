@@ -1,9 +1,11 @@
 """Agents: anything that takes a task and returns a result, and the registry that routes to them."""
 
 from podium.agents.context import ChildRuns, Computed, Journal, StepContext
+from podium.agents.llm import LLMAgent
 from podium.agents.protocol import Agent
 from podium.agents.python import PythonAgent, import_callable
 from podium.agents.registry import AgentStats, CircuitChange, Registry
+from podium.agents.tools import Tool
 
 __all__ = [
     "Agent",
@@ -12,8 +14,10 @@ __all__ = [
     "CircuitChange",
     "Computed",
     "Journal",
+    "LLMAgent",
     "PythonAgent",
     "Registry",
     "StepContext",
+    "Tool",
     "import_callable",
 ]

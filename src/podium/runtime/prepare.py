@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from podium.agents import Agent, PythonAgent, Registry, import_callable
+from podium.agents import Agent, LLMAgent, PythonAgent, Registry, Tool, import_callable
 from podium.errors import DefinitionError, InputError, Location
-from podium.model import Repeat, Step, Workflow
+from podium.model import AgentSpec, Repeat, Step, Workflow
 from podium.model.state import BUILTIN_REDUCERS, ReduceFn, initial_value
 from podium.model.workflow import CallableRef, callable_name
 from podium.runtime.subworkflow import WorkflowAgent
@@ -212,8 +212,61 @@ class _Binder:
                     agent = PythonAgent(
                         spec.name, fn, capabilities=spec.capabilities, concurrency=spec.concurrency
                     )
+            elif spec.model is not None:
+                agent = self._model_agent(spec)
             if agent is not None:
                 self.registry.add(agent, circuit=spec.circuit)
+        self._bind_agent_tools()  # once every agent exists: they may name each other
+
+    def _model_agent(self, spec: AgentSpec) -> LLMAgent | None:
+        """A chat model agent with its callable tools; its agent tools are bound later."""
+        assert spec.model is not None
+        tools: list[Tool] = []
+        for i, ref in enumerate(spec.model.tools):
+            fn = self._resolve(ref, "agents", spec.name, "model", "tools", i)
+            try:
+                tools += [Tool.from_callable(fn)] if fn is not None else []
+            except TypeError as exc:
+                where = self.workflow.locate("agents", spec.name, "model", "tools", i)
+                self.problems.append(DefinitionError(str(exc), where=where))
+        try:
+            return LLMAgent(
+                spec.name,
+                spec.model,
+                tools=tools,
+                capabilities=spec.capabilities,
+                concurrency=spec.concurrency,
+            )
+        except DefinitionError as exc:  # tools named alike, an output_schema that is no schema
+            where = self.workflow.locate("agents", spec.name, "model")
+            self.problems.append(DefinitionError(str(exc), where=where))
+            return None
+
+    def _bind_agent_tools(self) -> None:
+        for spec in self.workflow.agents.values():
+            agent = self.registry.agents.get(spec.name)
+            if spec.model is None or not isinstance(agent, LLMAgent):
+                continue
+            where = self.workflow.locate("agents", spec.name, "model", "agent_tools")
+            tools: list[Tool] = []
+            for name in spec.model.agent_tools:
+                other = self.registry.agents.get(name)
+                if name not in self.workflow.agents:
+                    known = ", ".join(self.workflow.agents)
+                    message = f"agent {spec.name}: no agent {name!r} to call as a tool ({known})"
+                    self.problems.append(DefinitionError(message, where=where))
+                elif other is not None:  # else it could not be built: that is reported
+                    takes = None
+                    if isinstance(other, WorkflowAgent):
+                        takes = other.workflow.input_schema
+                    if takes is not None and takes.get("type") != "object":
+                        takes = None  # the model's arguments are an object: it would never fit
+                    about = self.workflow.agents[name].description
+                    tools.append(Tool.from_agent(other, about, parameters=takes))
+            try:
+                agent.add_tools(tools)
+            except DefinitionError as exc:
+                self.problems.append(DefinitionError(str(exc), where=where))
 
     def _resolve(self, ref: CallableRef, *path: str | int) -> Any:
         if not isinstance(ref, str):

@@ -23,6 +23,8 @@ from podium.model.workflow import (
     Call,
     CircuitPolicy,
     Guards,
+    ModelSpec,
+    Price,
     Repeat,
     RetryPolicy,
     StateKey,
@@ -136,11 +138,13 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
 
 
 def _agent_document(agent: AgentSpec) -> dict[str, Any]:
-    doc: dict[str, Any] = (
-        {"uses": callable_name(agent.uses)}
-        if agent.workflow is None
-        else {"workflow": _child_document(agent.workflow)}
-    )
+    doc: dict[str, Any]
+    if agent.model is not None:
+        doc = {"model": _model_document(agent.model)}
+    elif agent.workflow is not None:
+        doc = {"workflow": _child_document(agent.workflow)}
+    else:
+        doc = {"uses": callable_name(agent.uses)}
     if agent.capabilities:
         doc["capabilities"] = sorted(agent.capabilities)
     if agent.concurrency is not None:
@@ -186,6 +190,54 @@ def _step_document(step: Step) -> dict[str, Any]:
         else {sid: _step_document(inner) for sid, inner in step.steps.items()},
     }
     return {key: value for key, value in optional.items() if value is not None}
+
+
+def _model_document(model: ModelSpec) -> dict[str, Any]:
+    optional: dict[str, Any] = {
+        "model": model.model,
+        "base_url": model.base_url,
+        "api_key_env": model.api_key_env,
+        "instructions": model.instructions or None,
+        "tools": [callable_name(tool) for tool in model.tools] or None,
+        "agent_tools": list(model.agent_tools) or None,
+        "output_schema": None if model.output_schema is None else _plain(model.output_schema),
+        "max_tool_calls": model.max_tool_calls,
+        "max_output_retries": model.max_output_retries,
+        "temperature": model.temperature,
+        "max_tokens": model.max_tokens,
+        "price": None
+        if model.price is None
+        else {"input": model.price.input, "output": model.price.output},
+    }
+    return {key: value for key, value in optional.items() if value is not None}
+
+
+def _model(doc: Mapping[str, Any]) -> ModelSpec:
+    """An agent's `model:` mapping (the schema has checked its keys and types)."""
+    price = _mapping(doc.get("price"))
+    schema = doc.get("output_schema")
+    defaults = ModelSpec(model="")
+    temperature = doc.get("temperature")
+    retries = _integer(doc.get("max_output_retries"))
+    return ModelSpec(
+        model=_text(doc.get("model")),
+        base_url=_optional_text(doc.get("base_url")),
+        api_key_env=_optional_text(doc.get("api_key_env")) or defaults.api_key_env,
+        instructions=_text(doc.get("instructions")),
+        tools=tuple(t for t in _names(doc.get("tools")) if t),
+        agent_tools=tuple(t for t in _names(doc.get("agent_tools")) if t),
+        output_schema=schema if isinstance(schema, Mapping) else None,
+        max_tool_calls=_integer(doc.get("max_tool_calls")) or defaults.max_tool_calls,
+        max_output_retries=defaults.max_output_retries if retries is None else retries,
+        temperature=float(temperature) if _is_number(temperature) else None,
+        max_tokens=_integer(doc.get("max_tokens")),
+        price=None
+        if not price
+        else Price(
+            input=float(price["input"]) if _is_number(price.get("input")) else 0.0,
+            output=float(price["output"]) if _is_number(price.get("output")) else 0.0,
+        ),
+    )
 
 
 def _state_document(key: StateKey) -> dict[str, Any]:
@@ -324,11 +376,13 @@ class _Reader:
         self.agent_policies[name] = self.policies(("agents", name), doc)
         uses = doc.get("uses")
         workflow = doc.get("workflow")
-        if uses is not None and workflow is not None:
+        model = doc.get("model")
+        if sum(x is not None for x in (uses, workflow, model)) > 1:
             self.problem(_AGENT_TARGET.format(name=name), "agents", name)
         return AgentSpec(
             name=name,
-            uses=_optional_text(uses) if workflow is not None else _text(uses),
+            uses=_optional_text(uses) if workflow is not None or model is not None else _text(uses),
+            model=None if not isinstance(model, Mapping) else _model(model),
             workflow=None
             if workflow is None
             else self.child_workflow(("agents", name, "workflow"), workflow),
@@ -561,7 +615,7 @@ class _Reader:
         return seconds
 
 
-_AGENT_TARGET = "agent {name!r} must have exactly one of uses or workflow"
+_AGENT_TARGET = "agent {name!r} must have exactly one of uses, workflow or model"
 
 
 class _Nested(Mapping[tuple[Key, ...], Location]):

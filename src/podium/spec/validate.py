@@ -58,10 +58,10 @@ def workflow_problems(wf: Workflow) -> list[DefinitionError]:
             problems.append(
                 DefinitionError(bad_identifier(name, "agent name"), where=wf.locate("agents", name))
             )
-        if (agent.uses is None) == (agent.workflow is None):
+        if sum(x is not None for x in (agent.uses, agent.workflow, agent.model)) != 1:
             problems.append(
                 DefinitionError(
-                    f"agent {name!r} must have exactly one of uses or workflow",
+                    f"agent {name!r} must have exactly one of uses, workflow or model",
                     where=wf.locate("agents", name),
                 )
             )

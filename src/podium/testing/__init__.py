@@ -4,7 +4,8 @@
 backoffs, sleeps and timeouts take no time.
 """
 
+from podium.testing.chat_server import ChatRequest, ChatServer, Reply, ToolCall
 from podium.testing.clock import VirtualClock
 from podium.testing.store_contract import StoreContract
 
-__all__ = ["StoreContract", "VirtualClock"]
+__all__ = ["ChatRequest", "ChatServer", "Reply", "StoreContract", "ToolCall", "VirtualClock"]
