@@ -203,7 +203,8 @@ class RunHistory:
             spec = spec if isinstance(spec, dict) else {"reducer": spec}
             reducer = spec.get("reducer", "replace")
             initial[key] = initial_value(reducer, spec.get("initial"))
-            reducers[key] = BUILTIN_REDUCERS.get(reducer, _keep_last)
+            # A Python reducer's writes carry their result, which is set (see `_write`).
+            reducers[key] = BUILTIN_REDUCERS.get(reducer, BUILTIN_REDUCERS["replace"])
         self._state = StateFold(initial, reducers)
         self.state = self._state.values
 
@@ -274,10 +275,6 @@ class RunHistory:
             "steps": {key: record.as_json() for key, record in self.steps.items()},
             "state": self.state,
         }
-
-
-def _keep_last(value: Any, written: Any) -> Any:
-    return written
 
 
 def _error_json(error: ErrorInfo | None) -> dict[str, Any] | None:
