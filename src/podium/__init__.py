@@ -25,7 +25,16 @@ from podium.errors import (
     StepTimeout,
     StoreError,
 )
-from podium.model import AgentSpec, Approval, ModelSpec, Price, RetryPolicy, Step, Workflow
+from podium.model import (
+    AgentSpec,
+    Approval,
+    ModelSpec,
+    PatternSpec,
+    Price,
+    RetryPolicy,
+    Step,
+    Workflow,
+)
 from podium.model.workflow import agent
 
 if TYPE_CHECKING:
@@ -49,6 +58,7 @@ __all__ = [
     "ExpressionError",
     "InputError",
     "ModelSpec",
+    "PatternSpec",
     "PodiumError",
     "Price",
     "RateLimited",

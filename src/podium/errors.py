@@ -176,3 +176,15 @@ class RateLimited(AgentError):
 
 class StoreError(PodiumError):
     """The store could not read or write."""
+
+
+class ChildWaiting(Exception):
+    """The child run waits for a person: the parent's unit waits with it, no failure.
+
+    Whatever calls an agent on behalf of another (a pattern, a model's tool loop) lets it
+    pass unchanged: the engine catches it at the unit and puts the run to wait.
+    """
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"sub-workflow run {run_id} is waiting for a decision")

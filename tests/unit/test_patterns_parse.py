@@ -46,8 +46,12 @@ def test_sequential_and_its_budget() -> None:
 
 
 def test_concurrent_with_an_agent_or_the_default_aggregator() -> None:
-    spec = parse("concurrent", agents=["a", "b"], aggregator="summariser", quorum=1, timeout=2.5)
-    assert spec == Concurrent(agents=("a", "b"), aggregator="summariser", quorum=1, timeout=2.5)
+    spec = parse(
+        "concurrent", agents=["a", "b"], aggregator="summariser", quorum=1, agent_timeout=2.5
+    )
+    assert spec == Concurrent(
+        agents=("a", "b"), aggregator="summariser", quorum=1, agent_timeout=2.5
+    )
     assert parse("concurrent", agents=["a"], aggregator="list").aggregator is None
 
 

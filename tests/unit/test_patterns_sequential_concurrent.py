@@ -99,7 +99,7 @@ async def test_concurrent_gives_everyone_the_task_and_lists_the_answers_in_order
 async def test_one_failed_and_one_slow_agent_do_not_sink_the_step() -> None:
     bots = [Bot("a", ["A"]), Bot("b", raises=RuntimeError("down")), Bot("c", ["C"], delay=5)]
     journal = MemoryJournal()
-    spec = Concurrent(agents=["a", "b", "c"], timeout=0.05)
+    spec = Concurrent(agents=["a", "b", "c"], agent_timeout=0.05)
     out = await spec.build(team(*bots), name="all").call({"task": "t"}, context(journal))
     assert out["answer"] == ["A"]
     assert out["stop_reason"] == "done"
@@ -181,7 +181,7 @@ async def test_an_agent_aggregator_summarises_the_answers_as_a_conversation() ->
 async def test_a_replay_reads_the_outcomes_back_and_calls_nobody() -> None:
     journal = MemoryJournal()
     first = [Bot("a", ["A"]), Bot("b", raises=RuntimeError("x")), Bot("c", ["C"], delay=5)]
-    spec = Concurrent(agents=["a", "b", "c"], quorum=1, timeout=1)
+    spec = Concurrent(agents=["a", "b", "c"], quorum=1, agent_timeout=1)
     whole = await spec.build(team(*first), name="s").call({"task": "t"}, context(journal))
     again = [Bot("a", ["other"]), Bot("b"), Bot("c")]
     replayed = await spec.build(team(*again), name="s").call({"task": "t"}, context(journal))
@@ -196,7 +196,7 @@ def test_concurrent_checks_its_definition() -> None:
     with pytest.raises(DefinitionError, match="aggregator 'x'"):
         Concurrent(agents=["a", "b"], aggregator="x").build(bots, name="s")
     with pytest.raises(DefinitionError, match="timeout"):
-        Concurrent(agents=["a"], timeout=0).build(bots, name="s")
+        Concurrent(agents=["a"], agent_timeout=0).build(bots, name="s")
     with pytest.raises(DefinitionError, match="max_turns 1"):
         Concurrent(agents=["a", "b"], budget=Budget(max_turns=1)).build(bots, name="s")
 

@@ -87,6 +87,7 @@ class MemoryJournal:
         name: str,
         *,
         kind: str,
+        agent: str,
         input: Any,
         output: Any,
         usage: Usage | None,

@@ -16,6 +16,7 @@ PUBLIC = [
     "ExpressionError",
     "InputError",
     "ModelSpec",
+    "PatternSpec",
     "PodiumError",
     "Price",
     "RateLimited",

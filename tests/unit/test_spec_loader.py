@@ -343,7 +343,7 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
         ),
         (
             "wf.yaml:12:3: step 'c' must name exactly one of agent, capability, uses, workflow, "
-            "sleep, wait_until or approval (it names agent and uses)"
+            "pattern, sleep, wait_until or approval (it names agent and uses)"
         ),
         (
             "wf.yaml:16:5: step 'c' reads item or index in a step without "
@@ -356,7 +356,7 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
         ),
         (
             "wf.yaml:18:3: step 'd' must name exactly one of agent, capability, uses, workflow, "
-            "sleep, wait_until or approval"
+            "pattern, sleep, wait_until or approval"
         ),
         (
             "wf.yaml:20:20: step 'e' reads item or index in its for_each; they "
@@ -465,7 +465,7 @@ def test_document_problems_without_locations_name_the_source() -> None:
         workflow_from_document({"name": "x", "steps": {"a": {}}}, source="run r1", base_dir="/")
     assert caught.value.problems == (
         "run r1: step 'a' must name exactly one of agent, capability, uses, workflow, "
-        "sleep, wait_until or approval",
+        "pattern, sleep, wait_until or approval",
     )
     with pytest.raises(DefinitionError, match=r"^run r1: a workflow must be a mapping"):
         workflow_from_document(None, source="run r1", base_dir="/")

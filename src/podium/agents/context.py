@@ -35,6 +35,7 @@ class Journal(Protocol):
         name: str,
         *,
         kind: str,
+        agent: str,
         input: Any,
         output: Any,
         usage: Usage | None,
@@ -76,9 +77,20 @@ class StepContext:
     def idempotency_key(self) -> str:
         return f"{self.run_id}/{self.key}" + (f"/{self.path[:-1]}" if self.path else "")
 
-    def within(self, name: str) -> StepContext:
-        """The context for a call made inside this one, recorded under `name/`."""
-        return replace(self, path=f"{self.path}{name}/", usage=Usage(), spent=Usage(), parent=self)
+    def within(self, name: str, *, agent: str | None = None) -> StepContext:
+        """The context for a call made inside this one, recorded under `name/`.
+
+        `agent` is who makes that call, when it is another agent (a pattern's participant,
+        an agent called as a tool): what it records is counted as that agent's.
+        """
+        return replace(
+            self,
+            path=f"{self.path}{name}/",
+            agent=agent or self.agent,
+            usage=Usage(),
+            spent=Usage(),
+            parent=self,
+        )
 
     def report_usage(self, *, tokens: int = 0, cost: float = 0.0) -> None:
         reported = Usage(tokens=tokens, cost=cost)
@@ -124,6 +136,7 @@ class StepContext:
             self.key,
             name,
             kind=kind,
+            agent=self.agent,
             input=input,
             output=output,
             usage=usage,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from podium.agents.context import Computed, StepContext
 from podium.agents.tools import Tool, ToolArgumentsError
-from podium.errors import AgentError, DefinitionError, RateLimited
+from podium.errors import AgentError, ChildWaiting, DefinitionError, RateLimited
 from podium.model import ModelSpec, Usage
 
 if TYPE_CHECKING:
@@ -525,8 +525,5 @@ def _let_through(exc: Exception) -> None:
 
     A sub-workflow called as a tool that waits for a person makes the whole unit wait.
     """
-    # Imported here: the runtime sits above the agents (ChildWaiting belongs lower down).
-    from podium.runtime.subworkflow import ChildWaiting
-
     if isinstance(exc, ChildWaiting):
         raise exc

@@ -16,7 +16,7 @@ import inspect
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from podium.agents.context import StepContext
@@ -168,7 +168,7 @@ class Tool:
             if problem is not None:
                 where = "".join(f"[{p!r}]" for p in problem.absolute_path)
                 raise ToolArgumentsError(f"arguments{where}: {problem.message}")
-            return await agent.call(dict(arguments), ctx)
+            return await agent.call(dict(arguments), replace(ctx, agent=agent.name))
 
         text = description or f"Ask the agent {agent.name}."
         return cls(name=agent.name, description=text, parameters=checked, handler=handler)

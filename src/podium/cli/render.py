@@ -46,6 +46,7 @@ from podium.model import (
     StepStarted,
     StepSucceeded,
     TimerStarted,
+    Usage,
     encode_event,
     step_key,
 )
@@ -99,25 +100,53 @@ def _detail(record: StepRecord) -> str:
     return record.reason
 
 
+def _usage_text(usage: Usage) -> str:
+    if not (usage.tokens or usage.cost):
+        return ""
+    return f"{usage.tokens:,}" + (f" / {usage.cost:.4f}" if usage.cost else "")
+
+
 def steps_table(history: RunHistory, *, now: float | None = None) -> Table:
-    """One row per unit of work (`step`, `step[3]`), in the order the run first met them."""
+    """One row per unit of work (`step`, `step[3]`), in the order the run first met them.
+
+    A run whose agents used tokens or money has a column for them: `tokens / cost`.
+    """
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("step")
     table.add_column("status")
     table.add_column("attempts", justify="right")
     table.add_column("agent", no_wrap=True)
     table.add_column("duration", justify="right")
+    used = bool(history.usage.tokens or history.usage.cost)
+    if used:
+        table.add_column("tokens / cost", justify="right")
     table.add_column("reason / error", overflow="fold")
     for record in history.steps.values():
         running = record.status in ("running", "retrying")
+        usage = [_usage_text(record.usage)] if used else []
         table.add_row(
             record.key if record.index is None else f"  {record.key}",
             status_text(record.status),
             str(record.attempts) if record.attempts else "",
             record.agent or "",
             duration(record.started_at, record.ended_at, now if running else None),
+            *usage,
             _detail(record),
         )
+    return table
+
+
+def usage_table(history: RunHistory) -> Table:
+    """What each agent used (a pattern's participants each count their own calls)."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("agent")
+    table.add_column("tokens", justify="right")
+    table.add_column("cost", justify="right")
+    for name, usage in sorted(history.agents.items()):
+        table.add_row(name, f"{usage.tokens:,}", f"{usage.cost:.4f}")
+    table.add_row(
+        Text("run", style="bold"), f"{history.usage.tokens:,}", f"{history.usage.cost:.4f}"
+    )
     return table
 
 
@@ -147,7 +176,8 @@ def print_run(console: Console, history: RunHistory, db: str) -> None:
         console.print(Text("state:", style="bold"))
         console.print_json(data=history.state, default=str)
     if history.usage.tokens or history.usage.cost:
-        console.print(f"usage: {history.usage.tokens:,} tokens, cost {history.usage.cost:.4f}")
+        console.print(Text("usage:", style="bold"))
+        console.print(usage_table(history))
     console.print(f"db: {describe_db(db)}")
 
 

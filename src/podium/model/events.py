@@ -233,12 +233,15 @@ class CallRecorded(Event, tag="call_recorded", frozen=True, kw_only=True, omit_d
 
     `name` is unique within the unit (`model-3`, `turn-2`): a unit that runs again after a
     crash or a retry gets the recorded `output` back instead of making the call again.
+    `agent` made the call: the step's agent, or a participant of a pattern run by the step
+    (its `usage` counts towards that agent).
     """
 
     step: str
     index: int | None = None
     name: str
     kind: str
+    agent: str = ""
     input: Any = None
     output: Any = None
     seconds: float = 0.0

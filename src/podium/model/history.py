@@ -86,6 +86,7 @@ class RunHistory:
     fork_at: str | None = None
     parent: str | None = None
     usage: Usage = field(default_factory=Usage)  # everything the run's agents reported
+    agents: dict[str, Usage] = field(default_factory=lambda: {})  # the same, by agent
     steps: dict[str, StepRecord] = field(default_factory=lambda: {})
     state: dict[str, Any] = field(default_factory=lambda: {})
     _state: StateFold | None = None
@@ -229,6 +230,10 @@ class RunHistory:
         if index is not None:
             parent = self._record(step, None)
             parent.usage = parent.usage + usage
+        # A recorded call says which agent made it (a pattern's participant, say); other
+        # usage is the step's agent's.
+        agent = getattr(event, "agent", "") or record.agent or "?"
+        self.agents[agent] = self.agents.get(agent, Usage()) + usage
 
     def _touch_parent(self, step: str, index: int | None, at: float) -> None:
         if index is None:
@@ -269,6 +274,10 @@ class RunHistory:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "usage": {"tokens": self.usage.tokens, "cost": self.usage.cost},
+            "agents": {
+                name: {"tokens": usage.tokens, "cost": usage.cost}
+                for name, usage in sorted(self.agents.items())
+            },
             "forked_from": self.forked_from,
             "fork_at": self.fork_at,
             "parent": self.parent,

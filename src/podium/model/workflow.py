@@ -25,6 +25,47 @@ TRIGGERS: tuple[Trigger, ...] = ("all_success", "one_success", "all_done", "none
 # A Python callable or its import path, "package.module:attribute".
 CallableRef = str | Callable[..., Any]
 
+# The options of each orchestration pattern, written beside `pattern:` on a step. Every
+# pattern takes the budget options too.
+PATTERN_BUDGET = ("max_tokens", "max_cost", "max_seconds", "max_turns")
+PATTERN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sequential": ("agents", "context", *PATTERN_BUDGET),
+    "concurrent": ("agents", "aggregator", "quorum", "agent_timeout", *PATTERN_BUDGET),
+    "handoff": ("agents", "start", "graph", "max_handoffs", "human", *PATTERN_BUDGET),
+    "group_chat": (
+        "agents",
+        "selector",
+        "max_rounds",
+        "allow_repeated_speaker",
+        "termination",
+        "manager_retries",
+        *PATTERN_BUDGET,
+    ),
+    "magentic": (
+        "agents",
+        "manager",
+        "max_rounds",
+        "max_stalls",
+        "max_resets",
+        "manager_retries",
+        "human",
+        "review_plan",
+        *PATTERN_BUDGET,
+    ),
+}
+# What an agent may set beside `model:` (over the named model's own settings).
+MODEL_SETTINGS = (
+    "instructions",
+    "tools",
+    "agent_tools",
+    "output_schema",
+    "max_tool_calls",
+    "max_output_retries",
+    "temperature",
+    "max_tokens",
+    "price",
+)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
@@ -184,14 +225,30 @@ class Repeat:
     on_max: Literal["fail", "continue"] = "fail"
 
 
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    """A step that is an orchestration pattern: its kind and its options, as written.
+
+    `PatternSpec("handoff", {"agents": ["triage", "billing"], "start": "triage"})`. The
+    options are JSON data (callables as `"module:function"` paths), so the definition can
+    be stored with the run; they are checked when the workflow is prepared.
+    """
+
+    kind: str
+    options: Mapping[str, Any]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
-    """One step of a workflow. Exactly one of `agent`, `capability`, `uses` or `workflow`
-    names who runs it — or the step is built in: `sleep` (seconds), `wait_until` (an
-    expression giving an ISO 8601 time or epoch seconds) or `approval` (a person decides).
-    A `workflow` step runs the child workflow as a run of its own, `with_` as its input.
+    """One step of a workflow. Exactly one of `agent`, `capability`, `uses`, `workflow` or
+    `pattern` names who runs it — or the step is built in: `sleep` (seconds), `wait_until`
+    (an expression giving an ISO 8601 time or epoch seconds) or `approval` (a person
+    decides). A `workflow` step runs the child workflow as a run of its own, `with_` as its
+    input; a `pattern` step runs a conversation among the workflow's agents.
     A step with `steps` is a group: its own steps run as a sub-graph, typically under a
     `repeat`. `writes` maps state keys to expressions over the step's `output`.
+    `estimate` is the seconds the step is expected to take, for ordering ready steps when
+    there are more than free slots (the agent's recorded history is used when there is one).
 
     `with_` is the step's input: any JSON-like value in which strings may hold `${{ }}`
     expressions. `condition` is the YAML `if`.
@@ -221,6 +278,8 @@ class Step:
     writes: Mapping[str, Any] | None = None
     repeat: Repeat | None = None
     steps: Mapping[str, Step] | None = None  # a group: these steps run as one
+    pattern: PatternSpec | None = None
+    estimate: float | None = None
 
     @property
     def builtin(self) -> str | None:
@@ -240,6 +299,8 @@ class Step:
             return self.builtin
         if self.steps is not None:
             return f"group of {len(self.steps)}"
+        if self.pattern is not None:
+            return f"pattern {self.pattern.kind!r}"
         if self.workflow is not None:
             name = self.workflow if isinstance(self.workflow, str) else self.workflow.name
             return f"workflow {name!r}"

@@ -11,12 +11,13 @@ after a crash gets them back instead of calling anyone again. `parse_pattern` re
 YAML form of a step's `pattern:`.
 """
 
+from podium.model.workflow import PATTERN_OPTIONS as OPTIONS
 from podium.patterns.concurrent import Aggregator, Concurrent
 from podium.patterns.conversation import Budget, Message, Stop
 from podium.patterns.group_chat import GroupChat, Selector
 from podium.patterns.handoff import Handoff
 from podium.patterns.magentic import Magentic
-from podium.patterns.parse import OPTIONS, Pattern, parse_pattern
+from podium.patterns.parse import Pattern, parse_pattern
 from podium.patterns.sequential import ContextFn, Sequential
 from podium.patterns.termination import (
     AllOf,

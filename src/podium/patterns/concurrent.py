@@ -48,14 +48,14 @@ class Concurrent:
     `aggregator`: None gives the list of the answers, in the agents' order; a function
     `(task, {agent: answer}) -> answer`; or the name of a participant (an LLM summariser,
     say), called with the answers as the conversation. `quorum`: stop waiting once that
-    many agents answered, cancelling the others. `timeout`: seconds each agent gets; past
+    many agents answered, cancelling the others. `agent_timeout`: seconds each agent gets; past
     it, its turn is recorded as timed out.
     """
 
     agents: Sequence[str]
     aggregator: str | Aggregator | None = None
     quorum: int | None = None
-    timeout: float | None = None
+    agent_timeout: float | None = None
     budget: Budget = NO_BUDGET
 
     def __post_init__(self) -> None:
@@ -76,8 +76,8 @@ class Concurrent:
                 f"pattern {name!r}: quorum {self.quorum} must be between 1 and the number "
                 f"of agents ({len(self.agents)})"
             )
-        if self.timeout is not None and self.timeout <= 0:
-            raise DefinitionError(f"pattern {name!r}: timeout must be more than 0 seconds")
+        if self.agent_timeout is not None and self.agent_timeout <= 0:
+            raise DefinitionError(f"pattern {name!r}: agent_timeout must be more than 0 seconds")
         turns = self.budget.max_turns
         if turns is not None and turns < len(self.agents):
             raise DefinitionError(
@@ -196,8 +196,8 @@ class ConcurrentAgent(PatternAgent):
     ) -> dict[str, Any]:
         """One agent's recorded turn; its failure or timeout is its outcome, not an error."""
         agent = self.participants[who]
-        inner = inners[who] = s.ctx.within(f"turn-{i}")
-        seconds = self.spec.timeout
+        inner = inners[who] = s.ctx.within(f"turn-{i}", agent=who)
+        seconds = self.spec.agent_timeout
 
         async def compute() -> tuple[Any, Usage | None]:
             timer = asyncio.timeout(seconds)

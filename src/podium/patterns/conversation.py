@@ -183,7 +183,7 @@ async def call_participant(
     failure becomes an `AgentError` naming the participant, as retryable as its cause: the
     step's retry policy decides, and a retry reads the turns already taken back.
     """
-    inner = ctx.within(name)
+    inner = ctx.within(name, agent=agent.name)
 
     async def compute() -> tuple[Any, Usage | None]:
         timer = asyncio.timeout(seconds)
@@ -307,7 +307,7 @@ class Session:
         """
         asked_at = float(await self.ctx.remember(f"asked-{name}", _clock, kind="clock"))
         payload = self.payload(question=question, asked_by=asked_by)
-        inner = self.ctx.within(name)
+        inner = self.ctx.within(name, agent=human.name)
 
         async def compute() -> tuple[Any, Usage | None]:
             reply = await human.call(payload, inner)

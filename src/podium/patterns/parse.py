@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from podium.agents import import_callable
 from podium.errors import DefinitionError, Location
+from podium.model.workflow import PATTERN_OPTIONS as OPTIONS
 from podium.patterns.concurrent import Concurrent
 from podium.patterns.conversation import Budget
 from podium.patterns.group_chat import ROUND_ROBIN, GroupChat
@@ -41,32 +42,6 @@ Locate = Callable[[tuple[str | int, ...]], Location]
 Pattern = Sequential | Concurrent | Handoff | GroupChat | Magentic
 Path = tuple[str | int, ...]
 
-BUDGET_OPTIONS = ("max_tokens", "max_cost", "max_seconds", "max_turns")
-OPTIONS: dict[str, tuple[str, ...]] = {
-    "sequential": ("agents", "context", *BUDGET_OPTIONS),
-    "concurrent": ("agents", "aggregator", "quorum", "timeout", *BUDGET_OPTIONS),
-    "handoff": ("agents", "start", "graph", "max_handoffs", "human", *BUDGET_OPTIONS),
-    "group_chat": (
-        "agents",
-        "selector",
-        "max_rounds",
-        "allow_repeated_speaker",
-        "termination",
-        "manager_retries",
-        *BUDGET_OPTIONS,
-    ),
-    "magentic": (
-        "agents",
-        "manager",
-        "max_rounds",
-        "max_stalls",
-        "max_resets",
-        "manager_retries",
-        "human",
-        "review_plan",
-        *BUDGET_OPTIONS,
-    ),
-}
 CONDITIONS = (
     "any",
     "all",
@@ -121,7 +96,7 @@ def parse_pattern(
             agents=agents,
             aggregator=read.agent_or_function("aggregator", aggregator, ("list",)),
             quorum=read.integer("quorum", 1),
-            timeout=read.number("timeout"),
+            agent_timeout=read.number("agent_timeout"),
             budget=budget,
         )
     if kind == "handoff":

@@ -30,6 +30,7 @@ import msgspec
 from podium.agents import Agent, CircuitChange, StepContext
 from podium.errors import (
     AgentError,
+    ChildWaiting,
     CircuitOpen,
     DeadlineExceeded,
     ExpressionError,
@@ -68,7 +69,6 @@ from podium.runtime.loops import Loops
 from podium.runtime.policies import Policies
 from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
 from podium.runtime.state import SharedState
-from podium.runtime.subworkflow import ChildWaiting
 from podium.scheduler import ActiveRun, Unit
 from podium.spec import truthy
 from podium.store import Store
@@ -214,6 +214,7 @@ class Execution:
         name: str,
         *,
         kind: str,
+        agent: str,
         input: Any,
         output: Any,
         usage: Usage | None,
@@ -229,6 +230,7 @@ class Execution:
             index=index,
             name=name,
             kind=kind,
+            agent=agent,
             input=_decode(_encode(input)),
             output=output,
             seconds=seconds,

@@ -318,6 +318,36 @@ class _Binder:
             payload=compile_template(with_, where=self._at(*path, "with")),
         )
 
+    def pattern(self, step: Step, path: tuple[str, ...]) -> PreparedCall:
+        """The call of a `pattern` step: the pattern built over the workflow's agents.
+
+        The pattern is an agent of its own, `<kind>:<step>` (a name no declared agent can
+        have), tracked like the others; its participants are the declared agents it names.
+        """
+        from podium.patterns import parse_pattern
+
+        assert step.pattern is not None
+        agent: Agent | None = None
+
+        def locate(inner: tuple[str | int, ...]) -> Location:
+            return self.workflow.locate(*path, *inner)
+
+        try:
+            pattern = parse_pattern(
+                step.pattern.kind, step.pattern.options, locate, search=self._search
+            )
+            if set(pattern.participants) <= set(self.registry.agents):  # else: reported
+                name = f"{step.pattern.kind}:{step.id}"
+                agent = self.inline[name] = pattern.build(self.registry.agents, name=name)
+        except DefinitionError as exc:
+            located = exc if exc.where else DefinitionError(str(exc), where=locate(("pattern",)))
+            self.problems.append(located)
+        return PreparedCall(
+            agent=agent,
+            capability=None,
+            payload=compile_template(step.with_, where=self._at(*path, "with")),
+        )
+
     def _child_workflow(self, ref: str | Workflow, where: Location) -> Workflow | None:
         """The child workflow `ref` names, prepared (so its mistakes count as ours)."""
         child: Workflow | None = None
@@ -433,6 +463,8 @@ class _Binder:
         call = None
         if step.workflow is not None:
             call = self.child(step.workflow, step.with_, *path)
+        elif step.pattern is not None:
+            call = self.pattern(step, path)
         elif step.builtin is None:
             call = self.call(step.agent, step.capability, step.uses, step.with_, *path)
         extra = {

@@ -13,16 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from podium.agents import StepContext
-from podium.errors import AgentError
+from podium.errors import AgentError, ChildWaiting
 from podium.model import Workflow
-
-
-class ChildWaiting(Exception):
-    """The child run waits for a person: the parent's unit waits with it, no failure."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        super().__init__(f"sub-workflow run {run_id} is waiting for a decision")
 
 
 class WorkflowAgent:

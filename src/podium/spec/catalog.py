@@ -1,8 +1,8 @@
 """A shared agent catalog: agents declared once in their own file, used by many workflows.
 
 A catalog file (`agents.yaml`, given with `--agents` or `PODIUM_AGENTS`) is a mapping with
-one key, `agents`, whose agents are written exactly as in a workflow and checked by the same
-schema definition, so a mistake is reported as `agents.yaml:LINE:COL: message`.
+`agents` (and the `models` they name, if any), written exactly as in a workflow and checked
+by the same schema definitions, so a mistake is reported as `agents.yaml:LINE:COL: message`.
 
 `load_workflow(path, catalog=...)` adds the catalog's agents to the workflow's document
 before it is checked (`Catalog.merge`): a workflow's own agent of the same name wins, an
@@ -40,7 +40,8 @@ class Catalog:
 
     `documents` holds each agent as written (what is merged into a workflow), `locations`
     where each of its keys stands in `source`, and `base_dir` the file's folder, absolute:
-    the folder `uses` modules of the catalog are imported from.
+    the folder `uses` modules of the catalog are imported from. `models` is the catalog's
+    own `models:`, which its agents name.
     """
 
     source: str
@@ -48,6 +49,7 @@ class Catalog:
     agents: Mapping[str, AgentSpec]
     documents: Mapping[str, Mapping[str, Any]]
     locations: Locations
+    models: Mapping[str, Any]
 
     def merge(self, doc: Any, locations: Locations) -> tuple[Any, Locations]:
         """The workflow document `doc` with the catalog's agents added, and its locations.
@@ -73,12 +75,16 @@ class Catalog:
         return merged, _MergedLocations(locations, self.locations, frozenset(added))
 
     def _anchored(self, agent: Mapping[str, Any]) -> Mapping[str, Any]:
-        """`agent` with a relative `workflow` path made absolute against the catalog's folder
-        (it would otherwise be read from the folder of each workflow that uses the agent)."""
+        """`agent` as the catalog means it wherever it is merged: a relative `workflow`
+        path made absolute against the catalog's folder, and a model named from the
+        catalog's `models:` written inline (a workflow's `models:` may not have it)."""
         child = agent.get("workflow")
-        if not isinstance(child, str) or not child or Path(child).is_absolute():
-            return agent
-        return {**agent, "workflow": str(Path(self.base_dir, child))}
+        if isinstance(child, str) and child and not Path(child).is_absolute():
+            agent = {**agent, "workflow": str(Path(self.base_dir, child))}
+        model = agent.get("model")
+        if isinstance(model, str) and model in self.models:
+            agent = {**agent, "model": self.models[model]}
+        return agent
 
 
 def load_catalog(path: str | Path) -> Catalog:
@@ -102,7 +108,11 @@ def load_catalog(path: str | Path) -> Catalog:
         for name, agent in (written.items() if isinstance(written, Mapping) else ())
         if isinstance(agent, Mapping)
     }
-    agents, reading = agents_from_document(documents, source=source, locations=locations)
+    models = doc.get("models")
+    models = models if isinstance(models, Mapping) else {}
+    agents, reading = agents_from_document(
+        documents, source=source, locations=locations, models=models
+    )
     problems.extend(reading)
     if problems:
         raise DefinitionError.collect(sort_problems(problems))
@@ -112,6 +122,7 @@ def load_catalog(path: str | Path) -> Catalog:
         agents=agents,
         documents=documents,
         locations=locations,
+        models=models,
     )
 
 

@@ -17,6 +17,8 @@ from typing import Any, TypeGuard
 
 from podium.errors import DefinitionError, Location
 from podium.model.workflow import (
+    MODEL_SETTINGS,
+    PATTERN_OPTIONS,
     TRIGGERS,
     AgentSpec,
     Approval,
@@ -24,6 +26,7 @@ from podium.model.workflow import (
     CircuitPolicy,
     Guards,
     ModelSpec,
+    PatternSpec,
     Price,
     Repeat,
     RetryPolicy,
@@ -34,7 +37,7 @@ from podium.model.workflow import (
 )
 from podium.spec.durations import parse_duration
 from podium.spec.paths import Key, describe_type, path_text
-from podium.spec.schema import schema_problems
+from podium.spec.schema import schema_problems, suggest
 from podium.spec.validate import sort_problems, validate_workflow
 
 __all__ = ["agents_from_document", "workflow_from_document", "workflow_to_document"]
@@ -44,6 +47,10 @@ _DEFAULT_GUARDS = Guards()
 _DEFAULT_CIRCUIT = CircuitPolicy()
 _BUILTINS = ("sleep", "wait_until", "approval")
 _NOT_FOR_BUILTINS = ("with", "retry", "fallback", "compensate")
+# Every key a pattern step may have beside `pattern:`; which ones a kind takes is checked
+# when the workflow is prepared, where the message can list that kind's options.
+_PATTERN_KEYS = tuple(dict.fromkeys(key for keys in PATTERN_OPTIONS.values() for key in keys))
+_PATTERN_DURATIONS = ("agent_timeout", "max_seconds")
 # A literal time in `wait_until` (`2026-11-24T18:00:00Z`): kept as a quoted expression.
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ][0-9:.+\-Zz ]*)?")
 
@@ -91,14 +98,20 @@ def workflow_from_document(
 
 
 def agents_from_document(
-    agents: Mapping[str, Any], *, source: str, locations: Mapping[tuple[Key, ...], Location]
+    agents: Mapping[str, Any],
+    *,
+    source: str,
+    locations: Mapping[tuple[Key, ...], Location],
+    models: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, AgentSpec], list[DefinitionError]]:
     """The agents of an `agents:` mapping (a catalog's) and the problems in reading them.
 
-    The mapping must already meet the schema; what is left to find are unreadable durations,
-    located through `locations` at the same paths (`agents.<name>...`) as in a workflow.
+    The mapping must already meet the schema; what is left to find are unreadable durations
+    and unknown model names (`models` is the `models:` the agents may name), located
+    through `locations` at the same paths (`agents.<name>...`) as in a workflow.
     """
     reader = _Reader(source, locations)
+    reader.models = models or {}
     found = {str(name): reader.agent(str(name), _mapping(doc)) for name, doc in agents.items()}
     return found, reader.problems
 
@@ -188,7 +201,10 @@ def _step_document(step: Step) -> dict[str, Any]:
         "steps": None
         if step.steps is None
         else {sid: _step_document(inner) for sid, inner in step.steps.items()},
+        "estimate": step.estimate,
     }
+    if step.pattern is not None:
+        optional |= {"pattern": step.pattern.kind, **_plain(step.pattern.options)}
     return {key: value for key, value in optional.items() if value is not None}
 
 
@@ -320,6 +336,7 @@ class _Reader:
         self.problems: list[DefinitionError] = []
         self.defaults = _Policies()
         self.agent_policies: dict[str, _Policies] = {}
+        self.models: Mapping[str, Any] = {}  # the workflow's `models:`, as written
         self.base_dir = "."
         # An empty workflow lends its `locate`, so that problems found before the real one
         # exists are placed by the same rule as every later one.
@@ -333,6 +350,7 @@ class _Reader:
         steps = _mapping(doc.get("steps"))
         input_schema = doc.get("input")
         self.defaults = self.policies(("defaults",), _mapping(doc.get("defaults")))
+        self.models = _mapping(doc.get("models"))
         max_output_bytes = _integer(doc.get("max_output_bytes"))
         return Workflow(
             name=_text(doc.get("name")),
@@ -382,7 +400,7 @@ class _Reader:
         return AgentSpec(
             name=name,
             uses=_optional_text(uses) if workflow is not None or model is not None else _text(uses),
-            model=None if not isinstance(model, Mapping) else _model(model),
+            model=self.model(name, doc),
             workflow=None
             if workflow is None
             else self.child_workflow(("agents", name, "workflow"), workflow),
@@ -395,6 +413,39 @@ class _Reader:
             if circuit is None
             else self.circuit(("agents", name, "circuit"), _mapping(circuit)),
         )
+
+    def model(self, agent: str, doc: Mapping[str, Any]) -> ModelSpec | None:
+        """An agent's chat model: a `models:` entry or a mapping, and the settings beside it.
+
+        Settings given on the agent (`instructions`, `tools`, ...) win over the model's, so
+        one `models:` entry serves agents with different instructions.
+        """
+        model = doc.get("model")
+        settings = {key: doc[key] for key in MODEL_SETTINGS if key in doc}
+        if model is None:
+            for key in settings:
+                self.problem(
+                    f"agent {agent!r}: `{key}` is a setting of a model agent; add `model:`",
+                    "agents",
+                    agent,
+                    key,
+                )
+            return None
+        if isinstance(model, str):
+            if model not in self.models:
+                self.problem(
+                    f"agent {agent!r} uses model {model!r}, which `models:` does not declare"
+                    f"{suggest(model, self.models)}; declare it there, or write the model "
+                    "inline: `model: {model: NAME, base_url: URL}`",
+                    "agents",
+                    agent,
+                    "model",
+                )
+                return None
+            model = self.models[model]
+        if not isinstance(model, Mapping):
+            return None  # the schema reports the wrong type
+        return _model({**model, **settings})
 
     def circuit(self, path: tuple[Key, ...], doc: Mapping[str, Any]) -> CircuitPolicy:
         failures = _integer(doc.get("failures"))
@@ -453,6 +504,7 @@ class _Reader:
         fallback = get("fallback")
         compensate = get("compensate")
         workflow = get("workflow")
+        pattern = get("pattern")
         builtin = next((key for key in _BUILTINS if get(key) is not None), None)
         if builtin is not None:
             for key in _NOT_FOR_BUILTINS:
@@ -499,7 +551,28 @@ class _Reader:
                 str(sid): self.step(str(sid), _mapping(s), (*path, "steps", str(sid)))
                 for sid, s in inner.items()
             },
+            pattern=self.pattern(path, doc, pattern),
+            estimate=self.duration((*path, "estimate"), get("estimate"), positive=True),
         )
+
+    def pattern(
+        self, path: tuple[Key, ...], doc: Mapping[str, Any], kind: Any
+    ) -> PatternSpec | None:
+        """`pattern: <kind>` and the options beside it; durations read as seconds."""
+        options = {key: doc[key] for key in _PATTERN_KEYS if key in doc}
+        if not isinstance(kind, str):
+            for key in options:
+                self.problem(
+                    f"step {path[-1]!r}: `{key}` is an option of a pattern step; "
+                    "add `pattern: <kind>`",
+                    *path,
+                    key,
+                )
+            return None
+        for key in _PATTERN_DURATIONS:
+            if key in options:
+                options[key] = self.duration((*path, key), options[key], positive=True)
+        return PatternSpec(kind, options)
 
     def child_workflow(self, path: tuple[Key, ...], value: Any) -> str | Workflow | None:
         """A `workflow:` value: a file path as written, or an inline definition read here.

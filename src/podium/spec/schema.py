@@ -62,7 +62,7 @@ def load_schema() -> Mapping[str, Any]:
 
 @functools.cache
 def catalog_schema() -> Mapping[str, Any]:
-    """The schema of an agent catalog: `agents`, each exactly a workflow's agent.
+    """The schema of an agent catalog: `agents`, each exactly a workflow's agent, and `models`.
 
     It is made from the workflow schema (its `agents` property and its definitions), so the
     two cannot drift apart. An inline sub-workflow refers to the workflow schema's root
@@ -77,7 +77,10 @@ def catalog_schema() -> Mapping[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": ["agents"],
-        "properties": {"agents": workflow["properties"]["agents"]},
+        "properties": {
+            "agents": workflow["properties"]["agents"],
+            "models": workflow["properties"]["models"],
+        },
         "$defs": {**workflow["$defs"], "workflow": body},
     }
 

@@ -146,6 +146,7 @@ def _check_step(
             ("wait_until", step.wait_until),
             ("approval", step.approval),
             ("workflow", step.workflow),
+            ("pattern", step.pattern),
         )
         if value is not None
     ]
@@ -155,8 +156,10 @@ def _check_step(
         found = f" (it names {' and '.join(named)})" if named else ""
         problem(
             f"step {sid!r} must name exactly one of agent, capability, uses, workflow, "
-            f"sleep, wait_until or approval{found}"
+            f"pattern, sleep, wait_until or approval{found}"
         )
+    if step.pattern is not None:
+        _check_participants(wf, step, problem)
     if step.repeat is not None:
         problems.extend(repeat_problems(wf, step, within))
     if step.agent is not None and step.agent not in wf.agents:
@@ -221,6 +224,39 @@ def _check_step(
     for field, call in (("fallback", step.fallback), ("compensate", step.compensate)):
         if call is not None:
             _check_call(wf, sid, field, call, capabilities, problems)
+
+
+def _check_participants(wf: Workflow, step: Step, problem: Callable[..., None]) -> None:
+    """Every agent a pattern step names (participants, start, manager, ...) is declared.
+
+    The options' kinds and types are checked when the workflow is prepared, with the
+    pattern's own reader; what is checked here is what reads the rest of the definition.
+    """
+    assert step.pattern is not None
+    options = step.pattern.options
+    named: list[tuple[Any, tuple[Key, ...]]] = []
+    listed = options.get("agents")
+    if isinstance(listed, list | tuple):
+        named += [(name, ("agents", i)) for i, name in enumerate(listed)]
+    for key in ("start", "manager", "human"):
+        named.append((options.get(key), (key,)))
+    for key, default in (("aggregator", "list"), ("selector", "round_robin")):
+        chosen = options.get(key)  # a participant, unless a default or a "module:function"
+        if isinstance(chosen, str) and chosen != default and ":" not in chosen:
+            named.append((chosen, (key,)))
+    graph = options.get("graph")
+    if isinstance(graph, Mapping):
+        for source, targets in graph.items():
+            named.append((source, ("graph", source)))
+            if isinstance(targets, list | tuple):
+                named += [(name, ("graph", source, i)) for i, name in enumerate(targets)]
+    for name, path in named:
+        if isinstance(name, str) and name not in wf.agents:
+            problem(
+                f"step {step.id!r}: pattern {step.pattern.kind!r} names {name!r}, which is not "
+                f"an agent of the workflow{suggest(name, wf.agents)}",
+                *path,
+            )
 
 
 def _check_approval(wf: Workflow, step: Step, problems: list[DefinitionError]) -> None:
