@@ -230,7 +230,7 @@ async def test_agent_concurrency_and_max_parallel_are_limits(
     assert peak == expected
 
 
-async def test_capability_routing_spreads_load_and_says_why() -> None:
+async def test_capability_routing_spreads_load_and_says_why(tmp_path: Path) -> None:
     wf = Workflow(
         name="t",
         agents=[
@@ -239,12 +239,17 @@ async def test_capability_routing_spreads_load_and_says_why() -> None:
         ],
         steps=[Step(id="f", capability="ship", for_each="${{ input }}")],
     )
-    result = await run_workflow(wf, list(range(6)))
+    db = str(tmp_path / "p.db")
+    result = await run_workflow(wf, list(range(6)), store=db, run_id="r")
     agents = [result.history.steps[f"f[{i}]"].agent for i in range(6)]
     assert set(agents) == {"east", "west"}
-    assert all(
-        "least loaded of 2 with ship" in result.history.steps[f"f[{i}]"].reason for i in range(6)
-    )
+    assert all("ship" in result.history.steps[f"f[{i}]"].reason for i in range(6))
+    store = open_store(db)
+    started = [e for e in await store.load("r") if isinstance(e, StepStarted)]
+    await store.close()
+    # Every choice lists both agents: scored, or excluded with the reason (no room).
+    assert all({c.agent for c in e.candidates} == {"east", "west"} for e in started)
+    assert any(c.excluded == "no room" for e in started for c in e.candidates)
 
 
 async def test_an_unknown_capability_is_a_definition_error() -> None:

@@ -4,7 +4,7 @@ from podium.agents.context import ChildRuns, Computed, Journal, StepContext
 from podium.agents.llm import LLMAgent
 from podium.agents.protocol import Agent
 from podium.agents.python import PythonAgent, import_callable
-from podium.agents.registry import AgentStats, CircuitChange, Registry
+from podium.agents.registry import AgentStats, CircuitChange, Registry, Routed
 from podium.agents.tools import Tool
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "LLMAgent",
     "PythonAgent",
     "Registry",
+    "Routed",
     "StepContext",
     "Tool",
     "import_callable",

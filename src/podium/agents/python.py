@@ -32,7 +32,10 @@ class PythonAgent:
         self.capabilities = capabilities
         self.concurrency = concurrency
         self._fn = fn
-        self._is_async = inspect.iscoroutinefunction(fn)
+        # An object whose `__call__` is async is as async as a coroutine function.
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)
+        )
         try:
             self._signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):  # some builtins have no signature
@@ -67,7 +70,8 @@ class PythonAgent:
             self._signature.bind(*args, **kwargs)
         except TypeError as mismatch:
             error = AgentError(
-                f"`with` does not fit {self._fn.__name__}{self._signature}: {mismatch}"
+                f"`with` does not fit {getattr(self._fn, '__name__', type(self._fn).__name__)}"
+                f"{self._signature}: {mismatch}"
             )
             error.retryable = False
             raise error from exc

@@ -4,9 +4,11 @@ No I/O and no asyncio here; every other package depends on this one, and it depe
 """
 
 from podium.model.events import (
+    Adapted,
     ApprovalDecided,
     ApprovalRequested,
     CallRecorded,
+    Candidate,
     CircuitChanged,
     CompensationEnded,
     CompensationStarted,
@@ -45,6 +47,7 @@ from podium.model.workflow import (
     Price,
     Repeat,
     RetryPolicy,
+    RoutingWeights,
     StateKey,
     Step,
     Trigger,
@@ -52,12 +55,14 @@ from podium.model.workflow import (
 )
 
 __all__ = [
+    "Adapted",
     "AgentSpec",
     "Approval",
     "ApprovalDecided",
     "ApprovalRequested",
     "Call",
     "CallRecorded",
+    "Candidate",
     "CircuitChanged",
     "CircuitPolicy",
     "CompensationEnded",
@@ -72,6 +77,7 @@ __all__ = [
     "Price",
     "Repeat",
     "RetryPolicy",
+    "RoutingWeights",
     "RunFinished",
     "RunHistory",
     "RunResumed",
@@ -92,7 +98,6 @@ __all__ = [
     "StepSucceeded",
     "TimerStarted",
     "Trigger",
-    "Usage",
     "Usage",
     "Workflow",
     "decode_event",

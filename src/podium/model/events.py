@@ -65,14 +65,35 @@ class RunResumed(Event, tag="run_resumed", frozen=True, kw_only=True, omit_defau
     redrive: bool = False
 
 
+class Candidate(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An agent that could have taken a routed call, its figures then, and its score.
+
+    `score` is lower-is-better (see `podium.agents.routing`); `excluded` says why an agent
+    that has the capability could not be chosen at all (no room, circuit open, throttled).
+    """
+
+    agent: str
+    score: float | None = None
+    in_flight: int = 0
+    latency: float | None = None  # moving average, seconds
+    success_rate: float = 1.0
+    cost: float | None = None  # moving average per call
+    excluded: str = ""
+
+
 class StepStarted(Event, tag="step_started", frozen=True, kw_only=True, omit_defaults=True):
-    """A unit of work was handed to an agent; `reason` says why that agent."""
+    """A unit of work was handed to an agent; `reason` says why that agent.
+
+    A unit routed by capability lists the `candidates` it was chosen among, with their
+    scores, so that the choice can be explained afterwards.
+    """
 
     step: str
     index: int | None = None
     attempt: int = 1
     agent: str
     reason: str = ""
+    candidates: tuple[Candidate, ...] = ()
 
     @property
     def key(self) -> str:
@@ -209,6 +230,22 @@ class CircuitChanged(Event, tag="circuit_changed", frozen=True, kw_only=True, om
     reason: str
 
 
+class Adapted(Event, tag="adapted", frozen=True, kw_only=True, omit_defaults=True):
+    """The adaptation controller changed how the run goes on, and why.
+
+    `policy` made the change (`reroute`, `rate_limit`, `deadline`, ...); `subject` is what
+    it applies to (an agent, an endpoint, `run`); `setting` went from `old` to `new` (a
+    concurrency limit, whether an agent is routed to, the run's parallelism).
+    """
+
+    policy: str
+    subject: str
+    setting: str
+    old: Any = None
+    new: Any = None
+    reason: str
+
+
 class CompensationStarted(
     Event, tag="compensation_started", frozen=True, kw_only=True, omit_defaults=True
 ):
@@ -327,6 +364,7 @@ AnyEvent = (
     | LoopEnded
     | StepFellBack
     | CircuitChanged
+    | Adapted
     | CompensationStarted
     | CompensationEnded
     | RunFinished

@@ -130,6 +130,29 @@ class CircuitPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingWeights:
+    """How much each live figure of an agent counts when routing by capability.
+
+    A candidate's score is the weighted sum of the logarithms of its figures' ratios to
+    the best candidate's (latency, cost per call, success rate) and of 1 + its calls in
+    flight; the lowest score is chosen (`podium.agents.routing`).
+    """
+
+    latency: float = 1.0
+    cost: float = 1.0
+    reliability: float = 1.0
+    load: float = 1.0
+
+
+ROUTING_PRESETS: dict[str, RoutingWeights] = {
+    "balanced": RoutingWeights(),
+    "fast": RoutingWeights(latency=3.0, cost=0.0),
+    "cheap": RoutingWeights(latency=0.5, cost=3.0),
+    "reliable": RoutingWeights(latency=0.5, cost=0.5, reliability=4.0),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Price:
     """What a model charges, in money per million tokens read (`input`) and written."""
 
@@ -357,6 +380,7 @@ class Workflow:
     output: Any
     max_parallel: int | None
     guards: Guards
+    routing: RoutingWeights
     source: str
     base_dir: str
     locations: Mapping[tuple[str | int, ...], Location]
@@ -374,6 +398,7 @@ class Workflow:
         output: Any = None,
         max_parallel: int | None = None,
         guards: Guards | None = None,
+        routing: RoutingWeights | None = None,
         source: str = "<python>",
         base_dir: str = "",
         locations: Mapping[tuple[str | int, ...], Location] | None = None,
@@ -395,6 +420,7 @@ class Workflow:
             "output": output,
             "max_parallel": max_parallel,
             "guards": guards or Guards(),
+            "routing": routing or RoutingWeights(),
             "source": source,
             "base_dir": base_dir or str(Path.cwd()),
             "locations": locations or {},

@@ -291,6 +291,8 @@ async def _execute(
             marker = RunResumed(seq=history[-1].seq + 1, at=clock.now(), redrive=resumed)
             await store.append(run_id, [marker])
             history = [*history, marker]
+        registry = prepared.registry
+        registry.load_figures(await store.load_agent_figures())
         execution = Execution(
             prepared,
             store,
@@ -306,6 +308,8 @@ async def _execute(
             await execution.run()
         finally:
             renewer.cancel()
+        with contextlib.suppress(StoreError):  # a hint for routing: the result stands without
+            await store.save_agent_figures(registry.figures())
         return _result(run_id, [*history, *execution.recorded])
     finally:
         await store.release(run_id, owner)

@@ -62,7 +62,7 @@ class Compensation:
         if agent is None:
             assert call.capability is not None
             picked = registry.pick(call.capability, execution.clock.now())
-            agent = picked[0] if picked else next(iter(registry.capable(call.capability)))
+            agent = picked.agent if picked else next(iter(registry.capable(call.capability)))
         clock = execution.clock
         output: Any = None
         error: ErrorInfo | None = None

@@ -44,6 +44,7 @@ from podium.model import (
     ApprovalDecided,
     ApprovalRequested,
     CallRecorded,
+    Candidate,
     CircuitChanged,
     ErrorInfo,
     Event,
@@ -90,6 +91,7 @@ class _Ended:
     output: Any = None
     error: BaseException | None = None
     usage: Usage | None = None  # what the agent reported through its context
+    cost: float = 0.0  # what the call cost, reported or in its recorded calls (routing)
 
 
 class Execution:
@@ -462,6 +464,7 @@ class Execution:
                 continue
             call = self._policy.current_call(prepared, unit.key)
             now = self.clock.now()
+            candidates: tuple[Candidate, ...] = ()
             if call.agent is not None:
                 agent, reason = call.agent, "named by the step"
                 if not registry.has_room(agent):
@@ -480,14 +483,14 @@ class Execution:
                     else:
                         active.defer(unit, f"capability:{call.capability}")
                     continue
-                agent, reason = picked
+                agent, reason, candidates = picked.agent, picked.reason, picked.candidates
             try:
                 seconds = self._policy.time_left(prepared.step, unit.key, now)
                 payload = self._payload(prepared, call, unit)
             except (ExpressionError, DeadlineExceeded) as exc:
                 self._fail_unit(unit, exc)
                 continue
-            self._started(unit, agent.name, reason)
+            self._started(unit, agent.name, reason, candidates)
             self._note_circuit(registry.started(agent))
             task = asyncio.create_task(self._call(unit, agent, payload, seconds))
             self._tasks.add(task)
@@ -584,7 +587,9 @@ class Execution:
         assert prepared.wake_at is not None
         return _epoch(prepared.wake_at.render(self._unit_scope(prepared, unit)), step.wait_until)
 
-    def _started(self, unit: Unit, agent: str, reason: str) -> None:
+    def _started(
+        self, unit: Unit, agent: str, reason: str, candidates: tuple[Candidate, ...] = ()
+    ) -> None:
         self._policy.count_start(unit.key, self.clock.now())
         self._record(
             StepStarted(
@@ -595,6 +600,7 @@ class Execution:
                 attempt=unit.attempt,
                 agent=agent,
                 reason=reason,
+                candidates=candidates,
             )
         )
 
@@ -642,6 +648,7 @@ class Execution:
         except Exception as exc:  # the agent's own failure; cancellation passes through
             ended.error = exc
         ended.seconds = loop.time() - began
+        ended.cost = ctx.usage.cost + ctx.spent.cost
         if ctx.usage.tokens or ctx.usage.cost:
             ended.usage = ctx.usage
             self._policy.add_usage(ctx.usage)
@@ -667,7 +674,9 @@ class Execution:
             if ended.agent is not None:
                 ok = ended.error is None
                 now = self.clock.now()
-                change = registry.finished(ended.agent, ok=ok, seconds=ended.seconds, now=now)
+                change = registry.finished(
+                    ended.agent, ok=ok, seconds=ended.seconds, now=now, cost=ended.cost
+                )
                 self._note_circuit(change)
                 self._unblock(ended.agent)
             completions.extend(self._completion(ended))

@@ -191,7 +191,7 @@ class _Binder:
     def __init__(self, workflow: Workflow) -> None:
         self.workflow = workflow
         self.problems: list[DefinitionError] = []
-        self.registry = Registry()
+        self.registry = Registry(workflow.routing)
         self.inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by steps
         self._search = [workflow.base_dir, *workflow.search_paths, str(Path.cwd())]
         for spec in workflow.agents.values():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -19,6 +19,7 @@ from podium.errors import DefinitionError, Location
 from podium.model.workflow import (
     MODEL_SETTINGS,
     PATTERN_OPTIONS,
+    ROUTING_PRESETS,
     TRIGGERS,
     AgentSpec,
     Approval,
@@ -30,6 +31,7 @@ from podium.model.workflow import (
     Price,
     Repeat,
     RetryPolicy,
+    RoutingWeights,
     StateKey,
     Step,
     Workflow,
@@ -45,6 +47,7 @@ __all__ = ["agents_from_document", "workflow_from_document", "workflow_to_docume
 _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_GUARDS = Guards()
 _DEFAULT_CIRCUIT = CircuitPolicy()
+_DEFAULT_ROUTING = RoutingWeights()
 _BUILTINS = ("sleep", "wait_until", "approval")
 _NOT_FOR_BUILTINS = ("with", "retry", "fallback", "compensate")
 # Every key a pattern step may have beside `pattern:`; which ones a kind takes is checked
@@ -136,6 +139,8 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
         doc["max_tokens"] = guards.max_tokens
     if guards.max_cost is not None:
         doc["max_cost"] = guards.max_cost
+    if wf.routing != _DEFAULT_ROUTING:
+        doc["routing"] = asdict(wf.routing)
     if wf.search_paths:
         doc["search_paths"] = list(wf.search_paths)
     # Workflow `defaults` and an agent's `retry`/`timeout` were resolved into each step when
@@ -256,6 +261,14 @@ def _model(doc: Mapping[str, Any]) -> ModelSpec:
     )
 
 
+def _routing(value: Any) -> RoutingWeights:
+    """`routing: fast` (a preset) or `routing: {latency: 2, cost: 0}` (weights)."""
+    if isinstance(value, str):
+        return ROUTING_PRESETS.get(value, _DEFAULT_ROUTING)
+    weights = {k: float(v) for k, v in _mapping(value).items() if _is_number(v)}
+    return RoutingWeights(**weights)
+
+
 def _state_document(key: StateKey) -> dict[str, Any]:
     optional: dict[str, Any] = {
         "reducer": callable_name(key.reducer) if callable(key.reducer) else key.reducer,
@@ -367,6 +380,7 @@ class _Reader:
                 max_tokens=_integer(doc.get("max_tokens")),
                 max_cost=_cost(doc.get("max_cost")),
             ),
+            routing=_routing(doc.get("routing")),
             agents={name: self.agent(str(name), _mapping(agent)) for name, agent in agents.items()},
             state={
                 str(key): self.state_key(str(key), value)

@@ -7,7 +7,7 @@ and `load` hands out a copy of the list, never the list itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,7 @@ class MemoryStore:
     def __init__(self) -> None:
         # Insertion order is creation order, which `list_runs` relies on for ties.
         self._runs: dict[str, _Run] = {}
+        self._figures: dict[str, dict[str, Any]] = {}
 
     def _run(self, run_id: str) -> _Run:
         try:
@@ -135,6 +136,12 @@ class MemoryStore:
 
     async def read_signals(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(body) for body in self._run(run_id).signals]
+
+    async def load_agent_figures(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(figures) for name, figures in self._figures.items()}
+
+    async def save_agent_figures(self, figures: Mapping[str, Mapping[str, Any]]) -> None:
+        self._figures.update({name: dict(f) for name, f in figures.items()})
 
     async def close(self) -> None:
         """Nothing to release: the runs go when the store is garbage collected."""

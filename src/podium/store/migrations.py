@@ -54,6 +54,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX signals_by_run ON signals (run_id, id)",
     ),
+    # 3: what runs learnt about agents (latency, success rate, cost), for routing.
+    (
+        """
+        CREATE TABLE agent_figures (
+            agent TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
 )
 
 LATEST = len(MIGRATIONS)

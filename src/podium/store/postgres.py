@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -90,6 +90,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         "CREATE INDEX podium_signals_by_run ON podium_signals (run_id, id)",
+    ),
+    # 2: what runs learnt about agents (latency, success rate, cost), for routing.
+    (
+        """
+        CREATE TABLE podium_agent_figures (
+            agent TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        )
+        """,
     ),
 )
 
@@ -159,6 +168,11 @@ _SEND_SIGNAL = (
     "INSERT INTO podium_signals (run_id, body) SELECT run_id, %s FROM podium_runs WHERE run_id = %s"
 )
 # The join tells "no run" (no row) from "no signals" (one row with a NULL body) in one query.
+_LOAD_FIGURES = "SELECT agent, body FROM podium_agent_figures"
+_SAVE_FIGURES = """
+    INSERT INTO podium_agent_figures (agent, body) VALUES (%s, %s)
+    ON CONFLICT (agent) DO UPDATE SET body = excluded.body
+"""
 _READ_SIGNALS = """
     SELECT s.body FROM podium_runs r LEFT JOIN podium_signals s ON s.run_id = r.run_id
     WHERE r.run_id = %s ORDER BY s.id
@@ -402,6 +416,18 @@ class PostgresStore:
         if not rows:
             raise RunNotFound(run_id)
         return [json.loads(body) for (body,) in rows if body is not None]
+
+    async def load_agent_figures(self) -> dict[str, dict[str, Any]]:
+        async with self._session() as conn:
+            cur = await conn.execute(_LOAD_FIGURES)
+            rows = await cur.fetchall()
+        return {str(agent): json.loads(body) for agent, body in rows}
+
+    async def save_agent_figures(self, figures: Mapping[str, Mapping[str, Any]]) -> None:
+        rows = [(agent, json.dumps(dict(f))) for agent, f in sorted(figures.items())]
+        async with self._session() as conn, conn.transaction():
+            cur = conn.cursor()
+            await cur.executemany(_SAVE_FIGURES, rows)
 
     async def close(self) -> None:
         self._closed = True

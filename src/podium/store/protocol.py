@@ -10,7 +10,7 @@ owner, the caller already owns it, or the owner's lease has expired.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -97,6 +97,17 @@ class Store(Protocol):
 
     async def read_signals(self, run_id: str) -> list[dict[str, Any]]:
         """Every message sent to the run, oldest first; raises `RunNotFound`."""
+        ...
+
+    async def load_agent_figures(self) -> dict[str, dict[str, Any]]:
+        """Each agent's figures as last saved (latency, success rate, cost per call, ...).
+
+        Routing starts from them, so what one run learnt about an agent the next one knows.
+        """
+        ...
+
+    async def save_agent_figures(self, figures: Mapping[str, Mapping[str, Any]]) -> None:
+        """Save these agents' figures over what was saved for them (others are kept)."""
         ...
 
     async def close(self) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -62,6 +62,11 @@ _REQUEST_CANCEL = "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?"
 _CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = ?"
 _SEND_SIGNAL = "INSERT INTO signals (run_id, body) VALUES (?, ?)"
 _READ_SIGNALS = "SELECT body FROM signals WHERE run_id = ? ORDER BY id"
+_LOAD_FIGURES = "SELECT agent, body FROM agent_figures"
+_SAVE_FIGURES = """
+    INSERT INTO agent_figures (agent, body) VALUES (?, ?)
+    ON CONFLICT (agent) DO UPDATE SET body = excluded.body
+"""
 
 _Row = tuple[str, str, str, float, float, str | None, float | None, int]
 
@@ -261,6 +266,16 @@ class SqliteStore:
             if not rows:
                 self._owner(self._conn, run_id)
         return [json.loads(body) for (body,) in rows]
+
+    async def load_agent_figures(self) -> dict[str, dict[str, Any]]:
+        with self._translate():
+            rows: list[tuple[str, str]] = self._conn.execute(_LOAD_FIGURES).fetchall()
+        return {agent: json.loads(body) for agent, body in rows}
+
+    async def save_agent_figures(self, figures: Mapping[str, Mapping[str, Any]]) -> None:
+        rows = [(agent, json.dumps(dict(f))) for agent, f in figures.items()]
+        with self._write() as conn:
+            conn.executemany(_SAVE_FIGURES, rows)
 
     async def close(self) -> None:
         self._conn.close()

@@ -26,7 +26,7 @@ for the same sequence of calls:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from podium.errors import StoreError
@@ -148,6 +148,12 @@ class FaultyStore:
 
     async def read_signals(self, run_id: str) -> list[dict[str, Any]]:
         return await self.inner.read_signals(run_id)
+
+    async def load_agent_figures(self) -> dict[str, dict[str, Any]]:
+        return await self.inner.load_agent_figures()
+
+    async def save_agent_figures(self, figures: Mapping[str, Mapping[str, Any]]) -> None:
+        await self.inner.save_agent_figures(figures)
 
     async def close(self) -> None:
         await self.inner.close()

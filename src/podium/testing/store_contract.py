@@ -256,6 +256,17 @@ class StoreContract:
         with pytest.raises(RunNotFound):
             await store.read_signals("nope")
 
+    async def test_agent_figures_are_saved_over_and_kept_beside(self, store: Store) -> None:
+        assert await store.load_agent_figures() == {}
+        fast = {"calls": 3, "failures": 0, "latency": 0.04, "success_rate": 1.0, "cost": None}
+        await store.save_agent_figures({"fast": fast, "slow-é": {"calls": 1, "latency": 2.5}})
+        await store.save_agent_figures({"fast": {**fast, "calls": 4}})
+        await store.save_agent_figures({})
+        assert await store.load_agent_figures() == {
+            "fast": {**fast, "calls": 4},
+            "slow-é": {"calls": 1, "latency": 2.5},
+        }
+
     async def test_large_and_unicode_payloads_survive(self, store: Store) -> None:
         run_id = "ran-é-世界-🎉"
         big = "x" * 1_000_000 + "é世界🎉\u0000\n\"'\\"
