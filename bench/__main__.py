@@ -2,7 +2,8 @@
 
 Each workload is run through the `podium run` command in this process, so that everything a
 user pays for counts: loading and validating the YAML, binding, the store, the event log.
-Results print as a table and go to bench/results.json.
+Results print as a table and go to bench/results.json, with the quality of the scheduler's
+ordering on the Standard Task Graph Set (`bench/stg.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from bench import agents
+from bench import agents, stg
 
 HERE = Path(__file__).resolve().parent
 SIZES = (1_000, 10_000)
@@ -142,6 +143,8 @@ def main() -> None:
     for key, figures in results["engine"].items():
         if "peak_bytes_per_step" in figures:
             print(f"memory {key}: {figures['peak_bytes_per_step']} bytes per step at peak")
+    results["scheduling"] = stg.measure()
+    stg.print_table(results["scheduling"])
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {HERE / 'results.json'}")
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 import click
 
+from podium.cli.simulate import simulate
 from podium.errors import DefinitionError, InputError, PodiumError, RunNotFound
 
 if TYPE_CHECKING:
@@ -100,6 +101,9 @@ def main() -> None:
     Exit codes: 0 succeeded, 1 failed, 2 invalid definition, input or usage,
     3 waiting, 4 cancelled, 130 interrupted.
     """
+
+
+main.add_command(simulate)
 
 
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -70,7 +70,7 @@ from podium.runtime.loops import Loops
 from podium.runtime.policies import Policies
 from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
 from podium.runtime.state import SharedState
-from podium.scheduler import ActiveRun, Unit
+from podium.scheduler import ActiveRun, Ranks, Unit, estimates
 from podium.spec import truthy
 from podium.store import Store
 
@@ -114,7 +114,9 @@ class Execution:
         self.run_id = run_id
         self.clock = clock
         self.max_parallel = max_parallel
-        self.active = ActiveRun(prepared.plan)
+        # Critical path first when more units are ready than slots are free.
+        ranks = Ranks.of(prepared.plan, estimates(prepared.workflow))
+        self.active = ActiveRun(prepared.plan, priority=ranks.priority(max_parallel))
         for event in history:
             self.active.apply(event)
         self._history = list(history)

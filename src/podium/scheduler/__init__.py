@@ -2,5 +2,19 @@
 
 from podium.scheduler.active import ActiveRun, Unit
 from podium.scheduler.plan import Plan, PlanStep, Priority, fifo
+from podium.scheduler.ranks import Ranks, estimates
+from podium.scheduler.simulate import Placement, Simulation, simulate
 
-__all__ = ["ActiveRun", "Plan", "PlanStep", "Priority", "Unit", "fifo"]
+__all__ = [
+    "ActiveRun",
+    "Placement",
+    "Plan",
+    "PlanStep",
+    "Priority",
+    "Ranks",
+    "Simulation",
+    "Unit",
+    "estimates",
+    "fifo",
+    "simulate",
+]
