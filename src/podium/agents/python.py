@@ -34,7 +34,7 @@ class PythonAgent:
         self._fn = fn
         # An object whose `__call__` is async is as async as a coroutine function.
         self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)
+            type(fn).__call__
         )
         try:
             self._signature: inspect.Signature | None = inspect.signature(fn)

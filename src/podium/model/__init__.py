@@ -37,6 +37,7 @@ from podium.model.events import (
 )
 from podium.model.history import RunHistory, StepRecord, StepStatus
 from podium.model.workflow import (
+    Adaptation,
     AgentSpec,
     Approval,
     Call,
@@ -45,6 +46,7 @@ from podium.model.workflow import (
     ModelSpec,
     PatternSpec,
     Price,
+    RateLimit,
     Repeat,
     RetryPolicy,
     RoutingWeights,
@@ -55,6 +57,7 @@ from podium.model.workflow import (
 )
 
 __all__ = [
+    "Adaptation",
     "Adapted",
     "AgentSpec",
     "Approval",
@@ -75,6 +78,7 @@ __all__ = [
     "ModelSpec",
     "PatternSpec",
     "Price",
+    "RateLimit",
     "Repeat",
     "RetryPolicy",
     "RoutingWeights",

@@ -153,6 +153,35 @@ ROUTING_PRESETS: dict[str, RoutingWeights] = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """At most so many calls (and model tokens) a minute, as a token bucket.
+
+    The bucket refills continuously and holds a second's worth (at least one call), so the
+    calls are spread evenly rather than sent in a burst. Tokens are counted when a call
+    reports them, so a call may take the bucket below zero: the next call waits until it
+    is positive again.
+    """
+
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Adaptation:
+    """Which policies of the adaptation controller a workflow lets change its run.
+
+    `rate_limit`: an endpoint that answers HTTP 429 gets fewer calls at once (halved),
+    then more again as calls succeed (one more per window of successes). `reroute`: a
+    change of the agent routing prefers for a capability is recorded with its reason.
+    `deadline`: a run falling behind its `deadline` gets more parallelism and fast routing.
+    """
+
+    rate_limit: bool = True
+    reroute: bool = True
+    deadline: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Price:
     """What a model charges, in money per million tokens read (`input`) and written."""
 
@@ -184,6 +213,7 @@ class ModelSpec:
     temperature: float | None = None
     max_tokens: int | None = None
     price: Price | None = None
+    rate_limit: RateLimit | None = None  # of the endpoint: shared by agents on it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +233,15 @@ class AgentSpec:
     concurrency: int | None = None
     description: str = ""
     circuit: CircuitPolicy | None = None
+    rate_limit: RateLimit | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """What rate limits and 429s apply to: the model endpoint (shared by the agents
+        calling the same model at the same URL), or the agent itself."""
+        if self.model is None:
+            return f"agent:{self.name}"
+        return f"model:{self.model.model}@{self.model.base_url or 'default'}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -303,6 +342,7 @@ class Step:
     steps: Mapping[str, Step] | None = None  # a group: these steps run as one
     pattern: PatternSpec | None = None
     estimate: float | None = None
+    uses_resources: Mapping[str, int] | None = None  # held by each unit while it runs
 
     @property
     def builtin(self) -> str | None:
@@ -369,6 +409,8 @@ class Workflow:
     in the definition (`("steps", "check", "uses")`) to where it stands in the source file,
     so that errors found later still point at the text. `search_paths` are more folders to
     import `uses` modules from, after `base_dir` (an agent catalog's folder, say).
+    `resources` are named capacities (`{"gpu": 2}`) that steps hold while they run
+    (`Step.uses_resources`); a unit waits until what it needs is free.
     """
 
     name: str
@@ -381,6 +423,8 @@ class Workflow:
     max_parallel: int | None
     guards: Guards
     routing: RoutingWeights
+    resources: Mapping[str, int]
+    adaptation: Adaptation
     source: str
     base_dir: str
     locations: Mapping[tuple[str | int, ...], Location]
@@ -399,6 +443,8 @@ class Workflow:
         max_parallel: int | None = None,
         guards: Guards | None = None,
         routing: RoutingWeights | None = None,
+        resources: Mapping[str, int] | None = None,
+        adaptation: Adaptation | None = None,
         source: str = "<python>",
         base_dir: str = "",
         locations: Mapping[tuple[str | int, ...], Location] | None = None,
@@ -421,6 +467,8 @@ class Workflow:
             "max_parallel": max_parallel,
             "guards": guards or Guards(),
             "routing": routing or RoutingWeights(),
+            "resources": resources or {},
+            "adaptation": adaptation or Adaptation(),
             "source": source,
             "base_dir": base_dir or str(Path.cwd()),
             "locations": locations or {},

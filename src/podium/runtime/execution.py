@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from podium.errors import (
     StepTimeout,
 )
 from podium.model import (
+    Adapted,
     ApprovalDecided,
     ApprovalRequested,
     CallRecorded,
@@ -63,6 +65,8 @@ from podium.model import (
     Usage,
     Workflow,
 )
+from podium.model.workflow import ROUTING_PRESETS
+from podium.runtime.adaptation import Change, Controller
 from podium.runtime.approvals import Approvals, Decision
 from podium.runtime.clock import Cancellable, Clock
 from podium.runtime.compensation import Compensation
@@ -70,7 +74,8 @@ from podium.runtime.loops import Loops
 from podium.runtime.policies import Policies
 from podium.runtime.prepare import Prepared, PreparedCall, PreparedStep
 from podium.runtime.state import SharedState
-from podium.scheduler import ActiveRun, Ranks, Unit, estimates
+from podium.scheduler import ActiveRun, Ranks, Unit
+from podium.scheduler.active import SETTLED
 from podium.spec import truthy
 from podium.store import Store
 
@@ -92,6 +97,7 @@ class _Ended:
     error: BaseException | None = None
     usage: Usage | None = None  # what the agent reported through its context
     cost: float = 0.0  # what the call cost, reported or in its recorded calls (routing)
+    tokens: int = 0  # the model tokens it used, likewise (rate limits)
 
 
 class Execution:
@@ -115,8 +121,8 @@ class Execution:
         self.clock = clock
         self.max_parallel = max_parallel
         # Critical path first when more units are ready than slots are free.
-        ranks = Ranks.of(prepared.plan, estimates(prepared.workflow))
-        self.active = ActiveRun(prepared.plan, priority=ranks.priority(max_parallel))
+        self._ranks = Ranks.of(prepared.plan, prepared.expected_seconds())
+        self.active = ActiveRun(prepared.plan, priority=self._ranks.priority(max_parallel))
         for event in history:
             self.active.apply(event)
         self._history = list(history)
@@ -144,6 +150,8 @@ class Execution:
         self._stopped: ErrorInfo | None = None
         self._commit_soon = False
         self._policy = Policies(prepared, run_id=run_id, history=history)
+        self._control = Controller(prepared.workflow)
+        self._deadline_checked = -math.inf  # when the deadline policy may look again
         self._calls = {(e.key, e.name): e for e in history if isinstance(e, CallRecorded)}
         self._durable: list[asyncio.Future[None]] = []  # calls waiting for their record
         self.recorded: list[Event] = []
@@ -294,7 +302,10 @@ class Execution:
         ):
             return
         due = _earliest(
-            self.active.next_wake(), self._approvals.next_deadline(), self._policy.run_deadline
+            self.active.next_wake(),
+            self._approvals.next_deadline(),
+            self._policy.run_deadline,
+            self._control.next_due(self.clock.now()),
         )
         if due is not None and due <= self.clock.now():
             self._timers_due()
@@ -313,6 +324,8 @@ class Execution:
     def _timers_due(self) -> None:
         now = self.clock.now()
         self.active.wake(now)
+        for token in self._control.refilled(now):  # rate-limit buckets that can give again
+            self.active.unblock(token)
         reason = self._policy.guard_breached(now, starting=False)
         if reason is not None:
             self._stop(reason)
@@ -452,6 +465,8 @@ class Execution:
     # ---- starting units ----------------------------------------------------------------
 
     def _start_units(self) -> None:
+        if self._control.deadline is not None and self._policy.run_deadline is not None:
+            self._keep_to_deadline()
         active = self.active
         free = 1 << 30 if self.max_parallel is None else self.max_parallel - active.in_flight
         if free <= 0:
@@ -486,16 +501,47 @@ class Execution:
                         active.defer(unit, f"capability:{call.capability}")
                     continue
                 agent, reason, candidates = picked.agent, picked.reason, picked.candidates
+                for change in self._control.after_route(call.capability, candidates):
+                    self._record(self._adapted(change))
             try:
                 seconds = self._policy.time_left(prepared.step, unit.key, now)
                 payload = self._payload(prepared, call, unit)
             except (ExpressionError, DeadlineExceeded) as exc:
                 self._fail_unit(unit, exc)
                 continue
+            token = self._control.admit(unit.key, agent.name, prepared.step.uses_resources, now)
+            if token is not None:  # a resource, a rate limit or a throttle: it waits
+                active.defer(unit, token)
+                continue
             self._started(unit, agent.name, reason, candidates)
             self._note_circuit(registry.started(agent))
             task = asyncio.create_task(self._call(unit, agent, payload, seconds))
             self._tasks.add(task)
+
+    def _keep_to_deadline(self) -> None:
+        """Ask the deadline policy whether the work left still fits (a few times a second)."""
+        policy, deadline, now = self._control.deadline, self._policy.run_deadline, self.clock.now()
+        if policy is None or deadline is None or policy.fired or now < self._deadline_checked:
+            return
+        self._deadline_checked = now + 0.25
+        ranks = self._ranks
+        left = [s for s, state in self.active.state.items() if state not in SETTLED]
+        path = max((ranks.rank.get(s, 0.0) for s in left), default=0.0)
+        work = sum(ranks.duration.get(s, 0.0) for s in left)
+        slots = self.max_parallel
+        registry = self.prepared.registry
+        fast = ROUTING_PRESETS["fast"]
+        for change in policy.check(
+            left=max(path, work / slots) if slots else path,
+            to_deadline=deadline - now,
+            max_parallel=slots,
+            fast=registry.weights == fast,
+        ):
+            if change.setting == "max_parallel":
+                self.max_parallel = change.new
+            else:
+                registry.weights = fast
+            self._record(self._adapted(change))
 
     def _refuse(self, unit: Unit, agent: Agent | None, error: AgentError) -> None:
         """A unit that no agent may take now: an attempt that failed without a call."""
@@ -651,6 +697,7 @@ class Execution:
             ended.error = exc
         ended.seconds = loop.time() - began
         ended.cost = ctx.usage.cost + ctx.spent.cost
+        ended.tokens = ctx.usage.tokens + ctx.spent.tokens
         if ctx.usage.tokens or ctx.usage.cost:
             ended.usage = ctx.usage
             self._policy.add_usage(ctx.usage)
@@ -670,7 +717,7 @@ class Execution:
                     registry.finished(
                         ended.agent, ok=True, seconds=ended.seconds, now=self.clock.now()
                     )
-                    self._unblock(ended.agent)
+                    completions.extend(self._released(ended))
                 self._children_waiting[ended.unit.key] = ended.error.run_id
                 continue
             if ended.agent is not None:
@@ -680,7 +727,7 @@ class Execution:
                     ended.agent, ok=ok, seconds=ended.seconds, now=now, cost=ended.cost
                 )
                 self._note_circuit(change)
-                self._unblock(ended.agent)
+                completions.extend(self._released(ended))
             completions.extend(self._completion(ended))
         for unit, decision in self._approvals.decisions(self.clock.now()):
             completions.extend(self._decided(unit, decision))
@@ -814,10 +861,38 @@ class Execution:
             usage=usage,
         )
 
-    def _unblock(self, agent: Agent) -> None:
-        self.active.unblock(agent.name)
-        for capability in agent.capabilities:
-            self.active.unblock(f"capability:{capability}")
+    def _released(self, ended: _Ended) -> list[Event]:
+        """A call ended: units waiting for its agent, its resources or its endpoint may go.
+
+        The controller hears how it went first; what it changed is returned as events, to
+        be committed with the unit's completion.
+        """
+        agent = ended.agent
+        assert agent is not None
+        now = self.clock.now()
+        freed, changes = self._control.after_call(
+            ended.unit.key,
+            agent.name,
+            ended.error,
+            started=now - ended.seconds,
+            tokens=ended.tokens,
+            now=now,
+        )
+        for token in (agent.name, *(f"capability:{c}" for c in agent.capabilities), *freed):
+            self.active.unblock(token)
+        return [self._adapted(change) for change in changes]
+
+    def _adapted(self, change: Change) -> Adapted:
+        return Adapted(
+            seq=self._next_seq(),
+            at=self.clock.now(),
+            policy=change.policy,
+            subject=change.subject,
+            setting=change.setting,
+            old=change.old,
+            new=change.new,
+            reason=change.reason,
+        )
 
     def _published(self, batch: Sequence[Event]) -> None:
         self.recorded.extend(batch)

@@ -21,6 +21,7 @@ from podium.model.workflow import (
     PATTERN_OPTIONS,
     ROUTING_PRESETS,
     TRIGGERS,
+    Adaptation,
     AgentSpec,
     Approval,
     Call,
@@ -29,6 +30,7 @@ from podium.model.workflow import (
     ModelSpec,
     PatternSpec,
     Price,
+    RateLimit,
     Repeat,
     RetryPolicy,
     RoutingWeights,
@@ -48,6 +50,7 @@ _DEFAULT_RETRY = RetryPolicy()
 _DEFAULT_GUARDS = Guards()
 _DEFAULT_CIRCUIT = CircuitPolicy()
 _DEFAULT_ROUTING = RoutingWeights()
+_DEFAULT_ADAPTATION = Adaptation()
 _BUILTINS = ("sleep", "wait_until", "approval")
 _NOT_FOR_BUILTINS = ("with", "retry", "fallback", "compensate")
 # Every key a pattern step may have beside `pattern:`; which ones a kind takes is checked
@@ -141,6 +144,10 @@ def workflow_to_document(wf: Workflow) -> dict[str, Any]:
         doc["max_cost"] = guards.max_cost
     if wf.routing != _DEFAULT_ROUTING:
         doc["routing"] = asdict(wf.routing)
+    if wf.resources:
+        doc["resources"] = dict(wf.resources)
+    if wf.adaptation != _DEFAULT_ADAPTATION:
+        doc["adapt"] = asdict(wf.adaptation)
     if wf.search_paths:
         doc["search_paths"] = list(wf.search_paths)
     # Workflow `defaults` and an agent's `retry`/`timeout` were resolved into each step when
@@ -169,6 +176,8 @@ def _agent_document(agent: AgentSpec) -> dict[str, Any]:
         doc["concurrency"] = agent.concurrency
     if agent.description:
         doc["description"] = agent.description
+    if agent.rate_limit is not None:
+        doc["rate_limit"] = _rate_limit_document(agent.rate_limit)
     if agent.circuit is not None:
         circuit = agent.circuit
         doc["circuit"] = {
@@ -207,6 +216,7 @@ def _step_document(step: Step) -> dict[str, Any]:
         if step.steps is None
         else {sid: _step_document(inner) for sid, inner in step.steps.items()},
         "estimate": step.estimate,
+        "uses_resources": None if step.uses_resources is None else dict(step.uses_resources),
     }
     if step.pattern is not None:
         optional |= {"pattern": step.pattern.kind, **_plain(step.pattern.options)}
@@ -229,8 +239,29 @@ def _model_document(model: ModelSpec) -> dict[str, Any]:
         "price": None
         if model.price is None
         else {"input": model.price.input, "output": model.price.output},
+        "rate_limit": None if model.rate_limit is None else _rate_limit_document(model.rate_limit),
     }
     return {key: value for key, value in optional.items() if value is not None}
+
+
+def _counts(value: Any) -> dict[str, int]:
+    """`{gpu: 2}`: names with whole numbers (others are the schema's to report)."""
+    return {str(name): n for name, n in _mapping(value).items() if isinstance(n, int)}
+
+
+def _rate_limit_document(limit: RateLimit) -> dict[str, Any]:
+    return {key: value for key, value in asdict(limit).items() if value is not None}
+
+
+def _rate_limit(value: Any) -> RateLimit | None:
+    doc = _mapping(value)
+    if not doc:
+        return None
+    requests, tokens = doc.get("requests_per_minute"), doc.get("tokens_per_minute")
+    return RateLimit(
+        requests_per_minute=float(requests) if _is_number(requests) else None,
+        tokens_per_minute=float(tokens) if _is_number(tokens) else None,
+    )
 
 
 def _model(doc: Mapping[str, Any]) -> ModelSpec:
@@ -252,6 +283,7 @@ def _model(doc: Mapping[str, Any]) -> ModelSpec:
         max_output_retries=defaults.max_output_retries if retries is None else retries,
         temperature=float(temperature) if _is_number(temperature) else None,
         max_tokens=_integer(doc.get("max_tokens")),
+        rate_limit=_rate_limit(doc.get("rate_limit")),
         price=None
         if not price
         else Price(
@@ -381,6 +413,10 @@ class _Reader:
                 max_cost=_cost(doc.get("max_cost")),
             ),
             routing=_routing(doc.get("routing")),
+            resources=_counts(doc.get("resources")),
+            adaptation=Adaptation(
+                **{k: v for k, v in _mapping(doc.get("adapt")).items() if isinstance(v, bool)}
+            ),
             agents={name: self.agent(str(name), _mapping(agent)) for name, agent in agents.items()},
             state={
                 str(key): self.state_key(str(key), value)
@@ -426,6 +462,7 @@ class _Reader:
             circuit=None
             if circuit is None
             else self.circuit(("agents", name, "circuit"), _mapping(circuit)),
+            rate_limit=_rate_limit(doc.get("rate_limit")),
         )
 
     def model(self, agent: str, doc: Mapping[str, Any]) -> ModelSpec | None:
@@ -567,6 +604,7 @@ class _Reader:
             },
             pattern=self.pattern(path, doc, pattern),
             estimate=self.duration((*path, "estimate"), get("estimate"), positive=True),
+            uses_resources=_counts(get("uses_resources")) or None,
         )
 
     def pattern(

@@ -160,6 +160,21 @@ def _check_step(
         )
     if step.pattern is not None:
         _check_participants(wf, step, problem)
+    for name, count in (step.uses_resources or {}).items():
+        if name not in wf.resources:
+            problem(
+                f"step {sid!r} uses resource {name!r}, which `resources:` does not declare"
+                f"{suggest(name, wf.resources)}",
+                "uses_resources",
+                name,
+            )
+        elif count > wf.resources[name]:
+            problem(
+                f"step {sid!r} needs {count} of resource {name!r}, which has only "
+                f"{wf.resources[name]}: it could never start",
+                "uses_resources",
+                name,
+            )
     if step.repeat is not None:
         problems.extend(repeat_problems(wf, step, within))
     if step.agent is not None and step.agent not in wf.agents:

@@ -1,0 +1,225 @@
+"""Shared resources, rate limits and the controller's throttle on 429s, in real runs.
+
+Resources and the 429 storm use real concurrency (agents that await), and count what is
+really in flight; rate limits run on a virtual clock, so the start times are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from podium import AgentSpec, RetryPolicy, Step, StepContext, Workflow, run_workflow
+from podium.errors import DefinitionError, RateLimited
+from podium.model import Adapted, Event, Guards, StepStarted
+from podium.model.workflow import Adaptation, RateLimit
+from podium.spec import load_workflow, validate_workflow
+from podium.spec.document import workflow_from_document, workflow_to_document
+from podium.store import open_store
+from podium.testing import VirtualClock
+
+
+class Gauge:
+    """Counts the units of a resource held by calls in flight, and the peak."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self.peak = 0
+
+    async def hold(self, amount: int, seconds: float) -> None:
+        self.held += amount
+        self.peak = max(self.peak, self.held)
+        await asyncio.sleep(seconds)
+        self.held -= amount
+
+
+async def events_of(db: str, run_id: str) -> list[Event]:
+    store = open_store(db)
+    try:
+        return await store.load(run_id)
+    finally:
+        await store.close()
+
+
+async def test_a_resource_is_never_held_beyond_its_capacity(tmp_path: Path) -> None:
+    gauge = Gauge()
+
+    async def render(item: int) -> int:
+        await gauge.hold(1, 0.01)
+        return item
+
+    async def train(item: int) -> int:
+        await gauge.hold(2, 0.02)  # two at once, beside render's one each
+        return item
+
+    wf = Workflow(
+        name="gpus",
+        resources={"gpu": 3},
+        steps=[
+            Step(id="render", uses=render, for_each="${{ input }}", with_={"item": "${{ item }}"},
+                 uses_resources={"gpu": 1}),
+            Step(id="train", uses=train, for_each="${{ input }}", with_={"item": "${{ item }}"},
+                 uses_resources={"gpu": 2}),
+        ],
+    )  # fmt: skip
+    result = await run_workflow(wf, list(range(12)), store=str(tmp_path / "p.db"))
+    assert result.status == "succeeded"
+    assert gauge.peak == 3  # full use, and never more
+    assert gauge.held == 0
+
+
+def test_resources_are_checked_against_what_is_declared() -> None:
+    def work() -> None: ...
+
+    with pytest.raises(DefinitionError) as caught:
+        validate_workflow(
+            Workflow(
+                name="r",
+                resources={"gpu": 2},
+                steps=[
+                    Step(id="a", uses=work, uses_resources={"gpu": 3}),
+                    Step(id="b", uses=work, uses_resources={"gpux": 1}),
+                ],
+            )
+        )
+    assert caught.value.problems == (
+        "<python>: step 'a' needs 3 of resource 'gpu', which has only 2: it could never start",
+        "<python>: step 'b' uses resource 'gpux', which `resources:` does not declare "
+        "(did you mean 'gpu'?)",
+    )
+
+
+async def test_a_rate_limit_spreads_the_calls_over_the_minute(tmp_path: Path) -> None:
+    def call(item: int) -> int:
+        return item
+
+    wf = Workflow(
+        name="paced",
+        agents=[AgentSpec(name="api", uses=call, rate_limit=RateLimit(requests_per_minute=120))],
+        steps=[Step(id="f", agent="api", for_each="${{ input }}", with_={"item": "${{ item }}"})],
+    )
+    clock = VirtualClock()
+    db = str(tmp_path / "p.db")
+    result = await run_workflow(wf, list(range(6)), store=db, run_id="r", clock=clock)
+    assert result.status == "succeeded"
+    starts = [e.at for e in await events_of(db, "r") if isinstance(e, StepStarted)]
+    first = starts[0]
+    # 2 a second: a second's worth (two) at once, then one every half second.
+    assert [round(at - first, 3) for at in starts] == [0.0, 0.0, 0.5, 1.0, 1.5, 2.0]
+
+
+class Endpoint:
+    """A service that answers 429 to a call made while more than `capacity` are open."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.open = 0
+        self.refused = 0
+
+    async def __call__(self, item: int, ctx: StepContext) -> int:
+        self.open += 1
+        try:
+            if self.open > self.capacity:
+                self.refused += 1
+                raise RateLimited("HTTP 429: too many requests", retry_after=0.01)
+            await asyncio.sleep(0.02)
+            return item
+        finally:
+            self.open -= 1
+
+
+def storm(endpoint: Endpoint, adapt: bool) -> Workflow:
+    return Workflow(
+        name="storm",
+        agents=[AgentSpec(name="api", uses=endpoint, concurrency=8)],
+        steps=[
+            Step(
+                id="f",
+                agent="api",
+                for_each="${{ input }}",
+                with_={"item": "${{ item }}"},
+                retry=RetryPolicy(attempts=30, backoff=0.01, factor=1.0),
+            )
+        ],
+        adaptation=Adaptation(rate_limit=adapt),
+    )
+
+
+async def test_a_429_storm_halves_the_calls_at_once_then_lets_them_grow(tmp_path: Path) -> None:
+    db = str(tmp_path / "p.db")
+    blind = Endpoint(capacity=2)
+    plain = await run_workflow(storm(blind, adapt=False), list(range(40)), store=db, run_id="a")
+    adapted = Endpoint(capacity=2)
+    result = await run_workflow(storm(adapted, adapt=True), list(range(40)), store=db, run_id="b")
+    assert result.status == "succeeded"
+    assert plain.status in ("succeeded", "failed")  # blind, it may well run out of retries
+    changes = [e for e in await events_of(db, "b") if isinstance(e, Adapted)]
+    cuts = [c for c in changes if c.new < c.old]
+    raises = [c for c in changes if c.new > c.old]
+    assert cuts[0].old == 8  # the agent's concurrency, where it started
+    assert cuts[0].reason.startswith("HTTP 429")
+    assert min(c.new for c in cuts) <= 2  # it found the capacity...
+    assert raises  # ... and tried for more as calls succeeded
+    assert all(c.policy == "rate_limit" and c.subject == "agent:api" for c in changes)
+    assert adapted.refused * 5 < blind.refused  # far fewer calls thrown away
+    assert not [e for e in await events_of(db, "a") if isinstance(e, Adapted)]
+
+
+def test_the_yaml_keys_round_trip_through_the_stored_definition(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        """
+name: limits
+resources: {gpu: 2}
+adapt: {rate_limit: false}
+models:
+  local: {model: m, base_url: "http://127.0.0.1:9/v1", rate_limit: {requests_per_minute: 30}}
+agents:
+  writer: {model: local, instructions: write}
+  api: {uses: "builtins:len", rate_limit: {tokens_per_minute: 9000}}
+steps:
+  draft: {agent: writer, uses_resources: {gpu: 1}, with: {task: hi}}
+"""
+    )
+    wf = load_workflow(tmp_path / "wf.yaml")
+    again = workflow_from_document(workflow_to_document(wf), source="stored", base_dir="/")
+    for each in (wf, again):
+        assert each.resources == {"gpu": 2}
+        assert each.adaptation == Adaptation(rate_limit=False)
+        assert each.steps["draft"].uses_resources == {"gpu": 1}
+        writer, api = each.agents["writer"], each.agents["api"]
+        assert writer.model is not None
+        assert writer.model.rate_limit == RateLimit(requests_per_minute=30)
+        assert writer.endpoint == "model:m@http://127.0.0.1:9/v1"
+        assert api.rate_limit == RateLimit(tokens_per_minute=9000)
+
+
+def late_workflow(adapt: bool) -> Workflow:
+    async def work() -> None:
+        await asyncio.sleep(0.15)
+
+    return Workflow(
+        name="late",
+        max_parallel=1,
+        guards=Guards(deadline=0.7),
+        adaptation=Adaptation(deadline=adapt),
+        steps=[Step(id=f"s{i}", uses=work, estimate=0.15) for i in range(6)],
+    )
+
+
+async def test_a_run_falling_behind_its_deadline_gets_more_parallelism(tmp_path: Path) -> None:
+    db = str(tmp_path / "p.db")
+    # 6 steps of 0.15s one at a time is 0.9s: past the 0.7s deadline, unless it adapts.
+    slow = await run_workflow(late_workflow(adapt=False), store=db, run_id="slow")
+    assert slow.status == "failed"
+    assert slow.error is not None
+    assert slow.error.type == "DeadlineExceeded"
+    fast = await run_workflow(late_workflow(adapt=True), store=db, run_id="fast")
+    assert fast.status == "succeeded"
+    changes = [e for e in await events_of(db, "fast") if isinstance(e, Adapted)]
+    assert [(c.policy, c.setting, c.old, c.new) for c in changes] == [
+        ("deadline", "max_parallel", 1, 2),
+        ("deadline", "routing", "as declared", "fast"),
+    ]
+    assert changes[0].reason.startswith("0.9s of work left and 0.")
