@@ -219,7 +219,8 @@ def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
 def test_help_lists_every_command(project: Project) -> None:
     result = project.podium("--help")
     assert result.returncode == 0
-    for command in ("run", "resume", "cancel", "runs", "show", "events", "validate", "graph"):
+    commands = ("run", "resume", "cancel", "runs", "show", "events", "validate", "graph")
+    for command in (*commands, "simulate", "explain"):
         assert f"  {command} " in result.stdout
     assert "  demo " in result.stdout
 

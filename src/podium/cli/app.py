@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 
 import click
 
+from podium.cli.explain import explain
 from podium.cli.simulate import simulate
 from podium.errors import DefinitionError, InputError, PodiumError, RunNotFound
 
@@ -104,6 +105,7 @@ def main() -> None:
 
 
 main.add_command(simulate)
+main.add_command(explain)
 
 
 def input_options(command: Callable[..., Any]) -> Callable[..., Any]:

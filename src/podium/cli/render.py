@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from podium.model import (
+    Adapted,
     ApprovalDecided,
     ApprovalRequested,
     CallRecorded,
@@ -286,6 +287,9 @@ def event_line(event: Event) -> str:
             what = f"{event.key} to {event.to} after {event.error.type}: {event.error.message}"
         case CircuitChanged():
             what = f"{event.agent} {event.state}: {event.reason}"
+        case Adapted():
+            what = f"{event.policy}: {event.subject} {event.setting} {event.old!r} -> {event.new!r}"
+            what += f": {event.reason}" if event.reason else ""
         case CallRecorded():
             what = f"{event.key} {event.kind} {event.name} in {event.seconds:.3f}s"
             what += f", {event.usage.tokens} tokens" if event.usage and event.usage.tokens else ""
