@@ -15,6 +15,7 @@
     │   ├── DeadlineExceeded      a step's `deadline` passed (not retried)
     │   ├── OutputTooLarge        a result over `max_output_bytes` (not retried)
     │   ├── CircuitOpen           the agent's circuit breaker is open
+    │   ├── OutputInvalid         a reply did not fit the agent's output schema (not retried)
     │   └── RateLimited           the endpoint said HTTP 429; `.retry_after`
     └── StoreError                the store could not read or write; backend errors are
                                   translated into this at the backend's boundary
@@ -161,6 +162,12 @@ class OutputTooLarge(AgentError):
 
 class CircuitOpen(AgentError):
     """The agent's circuit breaker is open: it failed too often and is cooling down."""
+
+
+class OutputInvalid(AgentError):
+    """The agent's reply did not fit its output schema, even after it was asked again."""
+
+    retryable = False
 
 
 class RateLimited(AgentError):

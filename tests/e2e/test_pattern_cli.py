@@ -242,3 +242,48 @@ def test_a_group_chat_killed_mid_conversation_resumes_without_asking_again(
     # Only a request in flight at a kill may be asked again: one per kill at most.
     assert asked <= len(server.requests) - before <= asked + kills
     assert max(Counter(r.system for r in server.requests[before:]).values()) <= 2 + kills
+
+
+MANAGED = """
+name: managed
+models:
+  local: {{base_url: "{url}", model: smollm2, api_key_env: LOCAL_LLM_KEY}}
+agents:
+  ann:  {{model: local, instructions: "You are ann."}}
+  bob:  {{model: local, instructions: "You are bob."}}
+  boss: {{model: local, instructions: "You are boss.", max_output_retries: 1}}
+steps:
+  talk:
+    pattern: group_chat
+    agents: [ann, bob]
+    selector: boss
+    max_rounds: 2
+    manager_retries: 1
+    with: {{task: "Name the project."}}
+output: "${{{{ steps.talk.output }}}}"
+"""
+
+
+def garbling_manager(request: ChatRequest) -> Reply:
+    """The manager never answers in JSON; the others speak."""
+    who = speaker(request)
+    return Reply.text("not json at all" if who == "boss" else f"{who} speaks")
+
+
+def test_a_model_manager_that_never_fits_falls_back_to_round_robin(tmp_path: Path) -> None:
+    with ChatServer(respond=garbling_manager) as server:
+        (tmp_path / "managed.yaml").write_text(MANAGED.format(url=server.url))
+        code, out = cli("run", str(tmp_path / "managed.yaml"), "--db", str(tmp_path / "p.db"))
+        asked = [speaker(r) for r in server.requests]
+    assert code == 0, out
+    code, out = cli("runs", "--db", str(tmp_path / "p.db"), "--json")
+    code, shown = cli(
+        "show", json.loads(out)[0]["run_id"], "--db", str(tmp_path / "p.db"), "--json"
+    )
+    talk = json.loads(shown)["steps"]["talk"]["output"]
+    assert talk["speakers"] == ["ann", "bob"]  # round robin, as the fallback says
+    assert talk["stop_reason"] == "max_rounds"
+    assert [f.split(":")[0] for f in talk["fallbacks"]] == ["route-1", "route-2"]
+    assert "does not fit the output schema" in talk["fallbacks"][0]
+    # Per round: the pattern's 2 tries, each the agent's own 2 (max_output_retries 1).
+    assert asked == ["boss"] * 4 + ["ann"] + ["boss"] * 4 + ["bob"]

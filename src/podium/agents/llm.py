@@ -36,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 from podium.agents.context import Computed, StepContext
 from podium.agents.tools import Tool, ToolArgumentsError
-from podium.errors import AgentError, ChildWaiting, DefinitionError, RateLimited
+from podium.errors import (
+    AgentError,
+    ChildWaiting,
+    DefinitionError,
+    OutputInvalid,
+    RateLimited,
+)
 from podium.model import ModelSpec, Usage
 
 if TYPE_CHECKING:
@@ -168,7 +174,7 @@ class LLMAgent:
             if problem is None:
                 return value
             if retries >= self.spec.max_output_retries:
-                raise _final(
+                raise OutputInvalid(
                     f"{self.name}: the reply does not fit the output schema after "
                     f"{retries + 1} tries: {problem}"
                 )

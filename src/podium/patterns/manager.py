@@ -6,6 +6,8 @@ checked here too, against the same schema and then by the pattern's own rule (a 
 exists, say). A reply that does not fit is asked again, with what was wrong, a bounded number
 of times; then the caller applies its fallback and records that it did. Every try is a
 recorded call (`route-3/try-1`), so a replay reads the same garbage back and falls back alike.
+A manager that gives up on its own (an LLM agent whose replies never fit: `OutputInvalid`)
+counts as a try that did not fit, not as a failure of the pattern.
 """
 
 from __future__ import annotations
@@ -16,8 +18,31 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from podium.agents import Agent
+from podium.agents import Agent, StepContext
+from podium.errors import OutputInvalid
 from podium.patterns.conversation import Session, call_participant
+
+# The key of the recorded reply of a manager that gave up on fitting the schema itself.
+_REFUSED = "podium_reply_refused"
+
+
+class _Lenient:
+    """A manager whose own refusal to answer (`OutputInvalid`) is a reply that does not fit.
+
+    The refusal is recorded as the try's reply, so a replay reads it back and goes on alike.
+    """
+
+    def __init__(self, manager: Agent) -> None:
+        self.manager = manager
+        self.name = manager.name
+        self.capabilities = manager.capabilities
+        self.concurrency = manager.concurrency
+
+    async def call(self, payload: Any, ctx: StepContext) -> Any:
+        try:
+            return await self.manager.call(payload, ctx)
+        except OutputInvalid as exc:
+            return {_REFUSED: str(exc)}
 
 
 def schema_problem(reply: Any, schema: Mapping[str, Any]) -> str | None:
@@ -56,7 +81,7 @@ async def ask_manager(
             )
         reply = await call_participant(
             session.ctx,
-            manager,
+            _Lenient(manager),
             session.payload(instruction=told, output_schema=dict(schema)),
             f"{name}/try-{attempt}",
             pattern=session.pattern,
@@ -64,7 +89,8 @@ async def ask_manager(
             input={"agent": manager.name, "asked": schema.get("title"), "try": attempt},
             seconds=session.time_left() if timed else None,
         )
-        problem = schema_problem(reply, schema)
+        refused = reply.get(_REFUSED) if isinstance(reply, Mapping) else None
+        problem = str(refused) if refused is not None else schema_problem(reply, schema)
         if problem is None and check is not None:
             problem = check(reply)
         if problem is None:
