@@ -50,3 +50,18 @@ fuzz: $(STAMP)
 .PHONY: torture
 torture: $(STAMP)
 	PODIUM_TORTURE_SEEDS=60 $(BIN)/pytest -q tests/e2e/test_crash.py --timeout=3600
+
+# The end-to-end suite against a real small model (SmolLM2-135M served by llama.cpp on
+# loopback). Not part of `make test`: the `llm` extra builds llama-cpp-python from source the
+# first time (about 8 minutes on 2 idle cores; pip caches the wheel), and the suite takes
+# about a minute.
+LLM_STAMP := $(VENV)/.installed-llm
+.PHONY: test-llm
+$(LLM_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,llm]'
+	touch $@ $(STAMP) $(RUN_STAMP)
+
+test-llm: $(LLM_STAMP)
+	$(BIN)/ruff format --check tests_llm
+	$(BIN)/ruff check tests_llm
+	$(BIN)/pytest -q tests_llm

@@ -522,26 +522,49 @@ def _agent_rows(catalog: Catalog | None, stats: Mapping[str, Any]) -> list[dict[
 
 
 @main.command()
+@click.argument("name", default="order-to-cash", metavar="[NAME]")
+@click.option("--list", "listing", is_flag=True, help="List the demos, one a line, and exit.")
 @db_option
-def demo(db: str) -> None:
-    """Run the bundled order-to-cash demo (about 3 seconds).
+def demo(name: str, listing: bool, db: str) -> None:
+    """Run a bundled demo: order-to-cash, unless NAME names another.
 
-    It shows a branch, a fan-out over two warehouse agents, a retried payment and the live
-    view; the run is kept in the store like any other.
+    \b
+    NAME: order-to-cash, support, content, software-change or research
+    (`podium demo --list` says what each one shows)
+
+    order-to-cash runs Python agents (about 3 seconds): a branch, a fan-out over two
+    warehouse agents, a retried payment. The others run the examples in podium/examples,
+    whose agents are chat models: against the endpoint in OPENAI_BASE_URL (with the key in
+    OPENAI_API_KEY) when it is set, else against scripted replies from a local server. Each
+    run is kept in the store like any other.
     """
-    from podium.demo import DEMO_INPUT, load_demo
+    from podium.demo import DEMOS, EXAMPLES_DIR, model_endpoint
     from podium.runtime import run_workflow
 
-    workflow: Workflow = load_demo()
-    _execute(
-        db,
-        False,
-        lambda store, on_start, on_events: run_workflow(
-            workflow, DEMO_INPUT, store=store, on_start=on_start, on_events=on_events
-        ),
-        title=workflow.name,
-        run_id=None,
-    )
+    if listing:
+        for each in DEMOS.values():
+            click.echo(f"{each.name:<16} {each.summary}")
+        click.echo(f"(the examples' workflows and tools: {EXAMPLES_DIR})")
+        return
+    chosen = DEMOS.get(name)
+    if chosen is None:
+        raise click.BadParameter(
+            f"no demo {name!r}; the demos: {', '.join(DEMOS)}", param_hint="NAME"
+        )
+    workflow: Workflow = chosen.load()
+    data = chosen.input
+    with model_endpoint(chosen, workflow) as model:
+        if model is not None:
+            click.echo(model, err=True)
+        _execute(
+            db,
+            False,
+            lambda store, on_start, on_events: run_workflow(
+                workflow, data, store=store, on_start=on_start, on_events=on_events
+            ),
+            title=workflow.name,
+            run_id=None,
+        )
 
 
 # ---- helpers shared by the commands ---------------------------------------------------------
