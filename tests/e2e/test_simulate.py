@@ -124,3 +124,46 @@ def test_bad_input_gives_the_same_errors_as_run(tmp_path: Path, diamond: Path) -
     yaml_error = podium("simulate", str(broken)).stderr
     assert yaml_error.startswith(f"error: {broken}:2:1: YAML syntax error")
     assert len(yaml_error.splitlines()) == 1
+
+
+RECORDED = """
+name: recorded
+steps:
+  fetch: {uses: "timed_agents:fetch"}
+  score:
+    needs: fetch
+    for_each: ${{ input.items }}
+    uses: "timed_agents:score"
+"""
+
+TIMED_AGENTS = """
+import asyncio
+
+async def fetch(ctx):
+    await asyncio.sleep(0.2)
+    ctx.report_usage(tokens=100, cost=0.01)
+
+async def score(ctx):
+    await asyncio.sleep(0.05)
+    ctx.report_usage(tokens=10, cost=0.002)
+"""
+
+
+def test_recorded_runs_give_the_durations_and_the_cost(tmp_path: Path) -> None:
+    (tmp_path / "timed_agents.py").write_text(TIMED_AGENTS)
+    path = tmp_path / "recorded.yaml"
+    path.write_text(RECORDED)
+    db = str(tmp_path / "p.db")
+    items = '{"items": [1, 2, 3, 4]}'
+    ran = podium("run", str(path), "--input", items, "--db", db)
+    assert ran.exit_code == 0, ran.stderr
+    guess = simulated(path, "--input", items, "--db", str(tmp_path / "none.db"))
+    assert guess["makespan"] == 2  # nothing recorded: 1 s each
+    assert guess["cost"] is None
+    report = simulated(path, "--input", items, "--db", db, "--max-parallel", "2")
+    assert report["assumptions"] == []  # every step has a recorded duration
+    fetch, *scores = report["schedule"]
+    assert 0.2 <= fetch["end"] < 0.4  # what fetch took, not the 1 s default
+    assert all(0.05 <= s["end"] - s["start"] < 0.15 for s in scores)
+    assert report["cost"] == pytest.approx(0.01 + 4 * 0.002)
+    assert not (tmp_path / "none.db").exists()  # reading figures creates no store

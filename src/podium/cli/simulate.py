@@ -1,8 +1,10 @@
 """`podium simulate FILE`: the schedule a run would follow, predicted without calling an agent.
 
-Each step takes its `estimate` (a `sleep` step its sleep; 1 s for the rest) and the real
-scheduler orders the steps on a virtual clock (`podium.scheduler.simulate`), so the
-prediction is the runtime's own ordering under those durations. What is known only while
+Each step takes its `estimate` (a `sleep` step its sleep), else what its agent took in
+recorded runs (the figures saved in the store, `--db`), else 1 s; the real scheduler
+orders the steps on a virtual clock (`podium.scheduler.simulate`), so the prediction is
+the runtime's own ordering under those durations. The cost is what each call of the
+step's agent cost lately, summed over the calls the run would make. What is known only while
 running is assumed, and the output says what was assumed: a for_each step over the input
 has as many items as the input's list (`--input`), otherwise one; an `if` that reads only
 the input is evaluated, otherwise taken as true; a loop runs one iteration.
@@ -20,10 +22,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rich.console import Console
 
     from podium.model import Step, Workflow
     from podium.scheduler import Simulation
+    from podium.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +38,7 @@ class Prediction:
     workflow: str
     simulation: Simulation
     assumptions: tuple[str, ...]
+    cost: float | None = None  # None: no recorded cost for any step
 
     def as_json(self) -> dict[str, Any]:
         run = self.simulation
@@ -40,6 +46,7 @@ class Prediction:
             "workflow": self.workflow,
             "max_parallel": run.slots,
             "makespan": run.makespan,
+            "cost": self.cost,
             "critical_path": {"steps": list(run.critical_path), "seconds": run.critical_length},
             "schedule": [
                 {"step": p.key, "slot": p.slot, "start": p.start, "end": p.end}
@@ -68,6 +75,15 @@ class Prediction:
     help="At most N steps at once (default: the workflow's max_parallel, else no limit).",
 )
 @click.option(
+    "--db",
+    default="podium.db",
+    envvar="PODIUM_DB",
+    show_default=True,
+    show_envvar=True,
+    metavar="PATH",
+    help="The store whose recorded runs give the agents' durations and costs (read only).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables."
 )
 def simulate(
@@ -75,29 +91,55 @@ def simulate(
     agents_file: Path | None,
     input_text: str | None,
     max_parallel: int | None,
+    db: str,
     as_json: bool,
 ) -> None:
-    """Predict the makespan and critical path of the workflow in FILE, without running it.
+    """Predict the makespan, cost and critical path of the workflow in FILE, without running it.
 
-    Each step takes its `estimate` (a sleep step its sleep, else 1 s); no agent is called.
+    Each step takes its `estimate` (a sleep step its sleep), else its agent's recorded
+    duration in the store, else 1 s; no agent is called.
     """
-    from podium.cli.app import _console, _load_workflow, _print_json, _read_input
+    from podium.cli.app import (
+        _console,
+        _load_workflow,
+        _no_such_store,
+        _print_json,
+        _read_input,
+        _with_store,
+    )
 
     workflow = _load_workflow(file, agents_file)
-    prediction = predict(workflow, _read_input(input_text, None), max_parallel)
+    figures: dict[str, dict[str, Any]] = {}
+    if not _no_such_store(db):
+
+        async def load(store: Store) -> dict[str, dict[str, Any]]:
+            return await store.load_agent_figures()
+
+        figures = _with_store(db, load, existing=True)
+    prediction = predict(workflow, _read_input(input_text, None), max_parallel, figures)
     if as_json:
         _print_json(prediction.as_json())
     else:
         print_prediction(prediction, _console())
 
 
-def predict(workflow: Workflow, run_input: Any, max_parallel: int | None) -> Prediction:
-    """Simulate `workflow` with at most `max_parallel` (else its own max_parallel) at once."""
-    from podium.scheduler import Plan, estimates
+def predict(
+    workflow: Workflow,
+    run_input: Any,
+    max_parallel: int | None,
+    figures: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Prediction:
+    """Simulate `workflow` with at most `max_parallel` (else its own max_parallel) at once.
+
+    `figures` are the agents' saved figures (`Store.load_agent_figures`): their recorded
+    latency stands in for a missing `estimate`, and their cost per call gives the cost.
+    """
+    from podium.scheduler import Plan, estimates, recorded
     from podium.scheduler import simulate as run_simulation
     from podium.scheduler.ranks import DEFAULT_SECONDS
 
-    durations = estimates(workflow)
+    durations = recorded(workflow, figures or {}, "latency") | estimates(workflow)
+    costs = recorded(workflow, figures or {}, "cost")
     assumptions: list[str] = []
     steps = [s for top in workflow.steps.values() for s in (top, *(top.steps or {}).values())]
     unestimated = [s.id for s in steps if s.id not in durations and not s.steps]
@@ -124,7 +166,10 @@ def predict(workflow: Workflow, run_input: Any, max_parallel: int | None) -> Pre
     simulation = run_simulation(
         Plan.from_workflow(workflow), durations, slots=slots, items=items, skipped=skipped
     )
-    return Prediction(workflow.name, simulation, tuple(assumptions))
+    cost = None
+    if costs:
+        cost = sum(costs.get(p.step.partition("#")[0], 0.0) for p in simulation.schedule)
+    return Prediction(workflow.name, simulation, tuple(assumptions), cost)
 
 
 def print_prediction(prediction: Prediction, console: Console) -> None:
@@ -143,6 +188,8 @@ def print_prediction(prediction: Prediction, console: Console) -> None:
     console.print(table)
     limit = "no limit on steps at once" if run.slots is None else f"at most {run.slots} at once"
     console.print(f"makespan: {_seconds(run.makespan)} ({limit})", highlight=False)
+    if prediction.cost is not None:
+        console.print(f"cost: {prediction.cost:.4f} (recorded cost per call)", highlight=False)
     path = " → ".join(run.critical_path)
     line = f"critical path: {path} ({_seconds(run.critical_length)})"
     console.print(line, highlight=False, markup=False)

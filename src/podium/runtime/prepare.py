@@ -20,7 +20,7 @@ from podium.model import AgentSpec, Repeat, Step, Workflow
 from podium.model.state import BUILTIN_REDUCERS, ReduceFn, initial_value
 from podium.model.workflow import CallableRef, callable_name
 from podium.runtime.subworkflow import WorkflowAgent
-from podium.scheduler import estimates
+from podium.scheduler import estimates, recorded
 from podium.scheduler.plan import Plan
 from podium.spec import Template, compile_condition, compile_template, validate_workflow
 
@@ -101,17 +101,9 @@ class Prepared:
         """Each step's expected duration: its `estimate`, else what its agent took lately
         (the registry's moving latency, saved by earlier runs); steps with neither are
         left out, for the scheduler's default."""
-        found = estimates(self.workflow)
-        stats = self.registry.stats
-        for step_id, prepared in (*self.steps.items(), *self.body_steps.items()):
-            call = prepared.call
-            if step_id in found or call is None:
-                continue
-            agents = [call.agent] if call.agent else self.registry.capable(call.capability or "")
-            latencies = [s.latency for a in agents if (s := stats.get(a.name)) and s.latency]
-            if latencies:
-                found[step_id] = min(latencies)
-        return found
+        return recorded(self.workflow, self.registry.figures(), "latency") | estimates(
+            self.workflow
+        )
 
     def check_input(self, value: Any) -> None:
         """Check the run input is JSON data and fits the workflow's `input` schema.

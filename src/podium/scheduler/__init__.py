@@ -2,7 +2,7 @@
 
 from podium.scheduler.active import ActiveRun, Unit
 from podium.scheduler.plan import Plan, PlanStep, Priority, fifo
-from podium.scheduler.ranks import Ranks, estimates
+from podium.scheduler.ranks import Ranks, estimates, recorded
 from podium.scheduler.simulate import Placement, Simulation, simulate
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "Unit",
     "estimates",
     "fifo",
+    "recorded",
     "simulate",
 ]

@@ -17,7 +17,8 @@ unlimited slots the score is the rank alone. The weight ½ was measured on the S
 Graph Set (`make bench`, docs/scheduling.md): rank alone is within 9% of the optimum on all
 1,440 cases, the blend within 6%; weights from 0.4 to 0.75 do as well.
 
-Durations are seconds, from each step's `estimate` (`estimates`) or a default. The steps of a
+Durations are seconds, from each step's `estimate` (`estimates`), else what its agent took
+in recorded runs (`recorded`), or a default. The steps of a
 loop's iteration (`draft#2`) rank as their body step: its rank within the body plus what
 follows the loop. A group's duration is its body's critical path unless it declares an
 estimate; a loop is counted as one iteration and a for_each step as one item, since neither
@@ -32,7 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from podium.model import Workflow
+from podium.model import Step, Workflow
+from podium.model.workflow import callable_name
 from podium.scheduler.plan import Plan, PlanStep, Priority
 
 DEFAULT_SECONDS = 1.0  # the duration of a step that declares no estimate
@@ -49,6 +51,37 @@ def estimates(workflow: Workflow) -> dict[str, float]:
             if seconds is not None:
                 found[each.id] = seconds
     return found
+
+
+def recorded(
+    workflow: Workflow, figures: Mapping[str, Mapping[str, object]], figure: str
+) -> dict[str, float]:
+    """A recorded figure (`latency`, `cost`) of each step's agent, from `figures` by agent
+    name (as the store saves them); for a capability, the lowest among its agents'."""
+    found: dict[str, float] = {}
+    for step in workflow.steps.values():
+        for each in (step, *step.steps.values()) if step.steps else (step,):
+            known = [
+                value
+                for name in _agents_of(workflow, each)
+                if isinstance(value := figures.get(name, {}).get(figure), int | float) and value
+            ]
+            if known:
+                found[each.id] = float(min(known))
+    return found
+
+
+def _agents_of(workflow: Workflow, step: Step) -> list[str]:
+    """The names under which the agents that may run `step` keep their figures."""
+    if step.agent is not None:
+        return [step.agent]
+    if step.uses is not None:
+        return [callable_name(step.uses)]
+    if step.pattern is not None:
+        return [f"{step.pattern.kind}:{step.id}"]
+    if step.capability is not None:
+        return [a.name for a in workflow.agents.values() if step.capability in a.capabilities]
+    return []
 
 
 @dataclass(frozen=True, slots=True)
