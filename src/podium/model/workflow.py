@@ -399,7 +399,7 @@ class Guards:
     max_cost: float | None = None
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@dataclass(frozen=True, slots=True, init=False, weakref_slot=True)
 class Workflow:
     """A graph of steps. Build it with `Workflow.from_yaml` or in code:
 
