@@ -1,24 +1,27 @@
 """Shared resources, rate limits and the controller's throttle on 429s, in real runs.
 
-Resources and the 429 storm use real concurrency (agents that await), and count what is
-really in flight; rate limits run on a virtual clock, so the start times are exact.
+Resources and the 429 storms use real concurrency (agents that await, and a chat model
+over real HTTP), and count what is really in flight; rate limits run on a virtual clock,
+so the start times are exact.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from podium import AgentSpec, RetryPolicy, Step, StepContext, Workflow, run_workflow
+from podium import AgentSpec, ModelSpec, RetryPolicy, Step, StepContext, Workflow, run_workflow
 from podium.errors import DefinitionError, RateLimited
 from podium.model import Adapted, Event, Guards, StepStarted
 from podium.model.workflow import Adaptation, RateLimit
 from podium.spec import load_workflow, validate_workflow
 from podium.spec.document import workflow_from_document, workflow_to_document
 from podium.store import open_store
-from podium.testing import VirtualClock
+from podium.testing import ChatRequest, ChatServer, Reply, VirtualClock
 
 
 class Gauge:
@@ -165,6 +168,73 @@ async def test_a_429_storm_halves_the_calls_at_once_then_lets_them_grow(tmp_path
     assert all(c.policy == "rate_limit" and c.subject == "agent:api" for c in changes)
     assert adapted.refused * 5 < blind.refused  # far fewer calls thrown away
     assert not [e for e in await events_of(db, "a") if isinstance(e, Adapted)]
+
+
+class CrowdedModel:
+    """A chat endpoint (scripted, over HTTP) that answers 429 to a request made while more
+    than `capacity` are open, and "ok" after a short think otherwise."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.open = 0
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, request: ChatRequest) -> Reply:
+        with self._lock:
+            self.open += 1
+            crowded = self.open > self.capacity
+            self.refused += crowded
+        try:
+            if crowded:
+                return Reply.error(429, "too many requests", retry_after=0.01)
+            time.sleep(0.03)
+            return Reply.text("ok")
+        finally:
+            with self._lock:
+                self.open -= 1
+
+
+async def model_storm(tmp_path: Path, run_id: str, *, adapt: bool) -> tuple[int, list[Adapted]]:
+    """40 calls to a chat model that takes 2 at once; the 429s it answered, and the changes."""
+    endpoint = CrowdedModel(capacity=2)
+    with ChatServer(respond=endpoint) as server:
+        spec = ModelSpec(model="m", base_url=server.url, api_key_env="PODIUM_TEST_KEY")
+        wf = Workflow(
+            name="llm-storm",
+            agents=[AgentSpec(name="writer", model=spec, concurrency=8)],
+            steps=[
+                Step(
+                    id="f",
+                    agent="writer",
+                    for_each="${{ input }}",
+                    with_="Say ok to ${{ item }}.",
+                    retry=RetryPolicy(attempts=50, backoff=0.01, factor=1.0),
+                )
+            ],
+            adaptation=Adaptation(rate_limit=adapt),
+        )
+        db = str(tmp_path / "p.db")
+        result = await run_workflow(wf, list(range(40)), store=db, run_id=run_id)
+        assert result.status == "succeeded"
+        assert result.history.steps["f"].output == ["ok"] * 40
+        changes = [e for e in await events_of(db, run_id) if isinstance(e, Adapted)]
+        assert {c.subject for c in changes} <= {f"model:m@{server.url}"}
+    return endpoint.refused, changes
+
+
+async def test_a_429_storm_from_a_model_endpoint_throttles_its_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODIUM_TEST_KEY", "sk-test")
+    blind_refused, none = await model_storm(tmp_path, "blind", adapt=False)
+    refused, changes = await model_storm(tmp_path, "adapted", adapt=True)
+    assert not none
+    cuts = [c for c in changes if c.new < c.old]
+    assert cuts[0].old == 8  # the agent's concurrency, where it started
+    assert cuts[0].reason.startswith("HTTP 429")
+    assert min(c.new for c in cuts) <= 2  # it found the endpoint's capacity
+    assert refused * 2 < blind_refused  # far fewer calls thrown away
 
 
 def test_the_yaml_keys_round_trip_through_the_stored_definition(tmp_path: Path) -> None:

@@ -168,6 +168,45 @@ async def test_routing_by_capability_avoids_an_open_circuit() -> None:
     assert {result.history.steps[f"later[{i}]"].agent for i in range(3)} == {"b_good"}
 
 
+async def test_an_open_circuit_sends_a_step_to_its_fallback_without_waiting() -> None:
+    wf = Workflow(
+        name="cb",
+        agents=[
+            AgentSpec(
+                name="primary",
+                uses=raises_value_error,
+                circuit=CircuitPolicy(failures=1, window=60, cooldown=600),
+            ),
+            AgentSpec(name="backup", uses=ok),
+        ],
+        steps=[
+            Step(id="first", agent="primary", continue_on_error=True),
+            Step(
+                id="later",
+                needs=("first",),
+                trigger="all_done",
+                agent="primary",
+                for_each="${{ [1, 2] }}",
+                retry=RetryPolicy(attempts=5, backoff=60),
+                fallback=Call(agent="backup"),
+            ),
+        ],
+    )
+    store = MemoryStore()
+    clock = VirtualClock()
+    result = await run_workflow(wf, store=store, clock=clock)
+    assert result.status == "succeeded"
+    assert calls == {"primary": 1, "backup": 2}  # the open circuit spared primary
+    events = await store.load(result.run_id)
+    fell = [e for e in events if isinstance(e, StepFellBack)]
+    assert [(e.key, e.attempt, e.error.type) for e in fell] == [
+        ("later[0]", 1, "CircuitOpen"),
+        ("later[1]", 1, "CircuitOpen"),
+    ]
+    assert not [e for e in events if isinstance(e, StepAttemptFailed) and e.step == "later"]
+    assert clock.now() - events[0].at < 60  # no retry backoff was waited out
+
+
 async def undo(ctx: StepContext, what: Any) -> str:
     order.append(f"undo {what}")
     return f"undid {what}"

@@ -4,14 +4,13 @@ from podium.agents.context import ChildRuns, Computed, Journal, StepContext
 from podium.agents.llm import LLMAgent
 from podium.agents.protocol import Agent
 from podium.agents.python import PythonAgent, import_callable
-from podium.agents.registry import AgentStats, CircuitChange, Registry, Routed
+from podium.agents.registry import AgentStats, Registry, Routed
 from podium.agents.tools import Tool
 
 __all__ = [
     "Agent",
     "AgentStats",
     "ChildRuns",
-    "CircuitChange",
     "Computed",
     "Journal",
     "LLMAgent",

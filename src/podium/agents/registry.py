@@ -8,21 +8,19 @@ The figures are moving averages, so an agent that degrades loses its calls; one 
 over `PROBE_AFTER` times in a row gets a probe call, so that one that recovers wins them
 back. The figures outlive the run in the store (`figures` / `load_figures`).
 
-An agent with a circuit breaker is taken out of routing after too many failures within a
-window; after a cool-down one call probes it. Every change of a circuit is returned to the
-caller as a `CircuitChange`, which the engine records as an event.
+Which agents a circuit breaker has taken out is the adaptation controller's to say
+(`podium.runtime.circuits`): `pick` asks it through `closed`.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from podium.agents.protocol import Agent
 from podium.agents.routing import Figures, best, score, why
-from podium.model import Candidate, CircuitPolicy, RoutingWeights
+from podium.model import Candidate, RoutingWeights
 
 NEWEST_WEIGHT = 0.2  # weight of the newest call in the moving averages
 # An agent passed over this many times in a row gets one call, so that routing learns when
@@ -60,22 +58,8 @@ class AgentStats:
         }
 
 
-CircuitState = Literal["open", "half_open", "closed"]
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitChange:
-    agent: str
-    state: CircuitState
-    reason: str
-
-
-@dataclass(slots=True)
-class _Circuit:
-    policy: CircuitPolicy
-    failures: deque[float] = field(default_factory=lambda: deque())
-    opened_at: float | None = None
-    probing: bool = False
+def _always(agent: str, now: float) -> bool:
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,22 +72,19 @@ class Routed:
 
 
 class Registry:
-    """Agents by name and by capability, with their live statistics and circuits."""
+    """Agents by name and by capability, with their live statistics."""
 
     def __init__(self, weights: RoutingWeights | None = None) -> None:
         self.agents: dict[str, Agent] = {}
         self.stats: dict[str, AgentStats] = {}
         self.weights = weights or RoutingWeights()
         self._by_capability: dict[str, list[Agent]] = {}
-        self._circuits: dict[str, _Circuit] = {}
         # capability -> agent -> routed calls in a row it could have taken but did not get
         self._passed_over: dict[str, dict[str, int]] = {}
 
-    def add(self, agent: Agent, *, circuit: CircuitPolicy | None = None) -> None:
+    def add(self, agent: Agent) -> None:
         self.agents[agent.name] = agent
         self.stats[agent.name] = AgentStats()
-        if circuit is not None:
-            self._circuits[agent.name] = _Circuit(circuit)
         for capability in sorted(agent.capabilities):
             self._by_capability.setdefault(capability, []).append(agent)
 
@@ -112,13 +93,6 @@ class Registry:
 
     def has_room(self, agent: Agent) -> bool:
         return agent.concurrency is None or self.stats[agent.name].in_flight < agent.concurrency
-
-    def closed(self, agent: Agent, now: float) -> bool:
-        """Whether the agent's circuit lets a call through now (a probe counts)."""
-        circuit = self._circuits.get(agent.name)
-        if circuit is None or circuit.opened_at is None:
-            return True
-        return not circuit.probing and now >= circuit.opened_at + circuit.policy.cooldown
 
     def figures(self) -> dict[str, dict[str, Any]]:
         """Each agent's figures that outlive the run, for the store."""
@@ -136,17 +110,20 @@ class Registry:
                     cost=figures.get("cost"),
                 )
 
-    def pick(self, capability: str, now: float) -> Routed | None:
+    def pick(
+        self, capability: str, now: float, *, closed: Callable[[str, float], bool] = _always
+    ) -> Routed | None:
         """The agent to route a `capability` call to, why, and the candidates it beat.
 
-        None if no agent with the capability can take a call now.
+        `closed` says whether an agent's circuit lets a call through now. None if no agent
+        with the capability can take a call now.
         """
         open_: list[Agent] = []
         excluded: list[Candidate] = []
         for agent in self.capable(capability):
             if not self.has_room(agent):
                 excluded.append(Candidate(agent=agent.name, excluded="no room"))
-            elif not self.closed(agent, now):
+            elif not closed(agent.name, now):
                 excluded.append(Candidate(agent=agent.name, excluded="circuit open"))
             else:
                 open_.append(agent)
@@ -175,17 +152,10 @@ class Registry:
         s = self.stats[name]
         return Figures(name, s.in_flight, s.latency, s.success_rate, s.cost)
 
-    def started(self, agent: Agent) -> CircuitChange | None:
+    def started(self, agent: Agent) -> None:
         self.stats[agent.name].in_flight += 1
-        circuit = self._circuits.get(agent.name)
-        if circuit is None or circuit.opened_at is None:
-            return None
-        circuit.probing = True
-        return CircuitChange(agent.name, "half_open", "cool-down over: one call probes it")
 
-    def finished(
-        self, agent: Agent, *, ok: bool, seconds: float, now: float, cost: float = 0.0
-    ) -> CircuitChange | None:
+    def finished(self, agent: Agent, *, ok: bool, seconds: float, cost: float = 0.0) -> None:
         s = self.stats[agent.name]
         s.in_flight -= 1
         s.calls += 1
@@ -195,32 +165,3 @@ class Registry:
             s.latency = _moving(s.latency, seconds)
         if cost or s.cost is not None:
             s.cost = _moving(s.cost, cost)
-        circuit = self._circuits.get(agent.name)
-        return None if circuit is None else _trip(agent.name, circuit, ok=ok, now=now)
-
-
-def _trip(name: str, circuit: _Circuit, *, ok: bool, now: float) -> CircuitChange | None:
-    """Count a call's outcome against the circuit; the change of state it causes, if any."""
-    policy = circuit.policy
-    if circuit.probing:
-        circuit.probing = False
-        if ok:
-            circuit.opened_at = None
-            circuit.failures.clear()
-            return CircuitChange(name, "closed", "the probe call succeeded")
-        circuit.opened_at = now
-        return CircuitChange(name, "open", f"the probe failed: out for {policy.cooldown:g}s")
-    if ok:
-        return None
-    circuit.failures.append(now)
-    while circuit.failures and circuit.failures[0] < now - policy.window:
-        circuit.failures.popleft()
-    if circuit.opened_at is None and len(circuit.failures) >= policy.failures:
-        circuit.opened_at = now
-        return CircuitChange(
-            name,
-            "open",
-            f"{len(circuit.failures)} failures within {policy.window:g}s: "
-            f"out of routing for {policy.cooldown:g}s",
-        )
-    return None

@@ -10,6 +10,8 @@ and records as `Adapted` events (policy, subject, setting, old -> new, reason):
 - `ReroutePolicy` (`reroute`): routing's scores move all the time; this policy records
   when the agent they prefer for a capability (on its figures, load aside) changes, and
   when it changes back, with the figures that made it.
+- `CircuitBreakers` (`podium.runtime.circuits`, an agent's `circuit:`): an agent failing
+  too often is taken out of routing, then probed after a cool-down.
 - `DeadlinePolicy` (`deadline`): once the work left (its critical path, or all of it
   spread over the slots, whichever is longer) no longer fits before the run's `deadline`,
   the run gets twice the parallelism and routing starts preferring fast agents.
@@ -31,6 +33,7 @@ from podium.agents.routing import Figures, score
 from podium.errors import RateLimited
 from podium.model import Candidate, RoutingWeights, Workflow
 from podium.runtime.admission import Admission
+from podium.runtime.circuits import CircuitBreakers, CircuitChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,9 @@ class Controller:
             elif spec.model is not None and spec.model.rate_limit is not None:
                 self._bucket[name] = spec.endpoint
                 self.admission.add_limit(spec.endpoint, spec.model.rate_limit)
+        self.circuits = CircuitBreakers(
+            {name: spec.circuit for name, spec in workflow.agents.items() if spec.circuit}
+        )
         adapt = workflow.adaptation
         self._rate = RateLimitPolicy(self.admission) if adapt.rate_limit else None
         self._reroute = ReroutePolicy(workflow.routing) if adapt.reroute else None
@@ -189,6 +195,10 @@ class Controller:
 
     def endpoint(self, agent: str) -> str:
         return self._endpoint.get(agent, f"agent:{agent}")
+
+    def closed(self, agent: str, now: float) -> bool:
+        """Whether `agent`'s circuit lets a call through now."""
+        return self.circuits.closed(agent, now)
 
     def admit(
         self, key: str, agent: str, needs: Mapping[str, int] | None, now: float
@@ -212,19 +222,26 @@ class Controller:
         started: float,
         tokens: int,
         now: float,
-    ) -> tuple[list[str], list[Change]]:
-        """A unit ended: the tokens that may go again, and what the policies changed."""
+    ) -> tuple[list[str], list[Change | CircuitChange]]:
+        """A unit ended: the tokens that may go again, and what the policies changed.
+
+        `error` None is a success; a child run that waits for a person counts as one too.
+        """
         freed = self.admission.released(key, tokens, now)
-        if self._rate is None:
-            return freed, []
-        change = self._rate.after_call(
-            self.endpoint(agent),
-            rate_limited=isinstance(error, RateLimited),
-            started=started,
-            now=now,
-            ceiling=self._ceiling.get(agent),
-        )
-        return freed, [] if change is None else [change]
+        changes: list[Change | CircuitChange | None] = [
+            self.circuits.finished(agent, ok=error is None, now=now)
+        ]
+        if self._rate is not None:
+            changes.append(
+                self._rate.after_call(
+                    self.endpoint(agent),
+                    rate_limited=isinstance(error, RateLimited),
+                    started=started,
+                    now=now,
+                    ceiling=self._ceiling.get(agent),
+                )
+            )
+        return freed, [change for change in changes if change is not None]
 
     def next_due(self, now: float) -> float | None:
         return self.admission.next_refill(now)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from podium.agents import Agent, CircuitChange, StepContext
+from podium.agents import Agent, StepContext
 from podium.errors import (
     AgentError,
     ChildWaiting,
@@ -68,6 +68,7 @@ from podium.model import (
 from podium.model.workflow import ROUTING_PRESETS
 from podium.runtime.adaptation import Change, Controller
 from podium.runtime.approvals import Approvals, Decision
+from podium.runtime.circuits import CircuitChange
 from podium.runtime.clock import Cancellable, Clock
 from podium.runtime.compensation import Compensation
 from podium.runtime.loops import Loops
@@ -487,12 +488,12 @@ class Execution:
                 if not registry.has_room(agent):
                     active.defer(unit, agent.name)
                     continue
-                if not registry.closed(agent, now):
+                if not self._control.closed(agent.name, now):
                     self._refuse(unit, agent, CircuitOpen(f"agent {agent.name}'s circuit is open"))
                     continue
             else:
                 assert call.capability is not None
-                picked = registry.pick(call.capability, now)
+                picked = registry.pick(call.capability, now, closed=self._control.closed)
                 if picked is None:
                     if any(registry.has_room(a) for a in registry.capable(call.capability)):
                         error = CircuitOpen(f"every agent with {call.capability} is out of routing")
@@ -514,7 +515,8 @@ class Execution:
                 active.defer(unit, token)
                 continue
             self._started(unit, agent.name, reason, candidates)
-            self._note_circuit(registry.started(agent))
+            registry.started(agent)
+            self._note_circuit(self._control.circuits.started(agent.name))
             task = asyncio.create_task(self._call(unit, agent, payload, seconds))
             self._tasks.add(task)
 
@@ -550,15 +552,16 @@ class Execution:
 
     def _note_circuit(self, change: CircuitChange | None) -> None:
         if change is not None:
-            self._record(
-                CircuitChanged(
-                    seq=self._next_seq(),
-                    at=self.clock.now(),
-                    agent=change.agent,
-                    state=change.state,
-                    reason=change.reason,
-                )
-            )
+            self._record(self._circuit_changed(change))
+
+    def _circuit_changed(self, change: CircuitChange) -> CircuitChanged:
+        return CircuitChanged(
+            seq=self._next_seq(),
+            at=self.clock.now(),
+            agent=change.agent,
+            state=change.state,
+            reason=change.reason,
+        )
 
     def _guard_stops_before(self, unit: Unit) -> bool:
         """Whether starting `unit` would break a run guard; if so, stop the run."""
@@ -714,20 +717,14 @@ class Execution:
             ended = self._ended.popleft()
             if isinstance(ended.error, ChildWaiting):  # no outcome yet: the unit waits
                 if ended.agent is not None:
-                    registry.finished(
-                        ended.agent, ok=True, seconds=ended.seconds, now=self.clock.now()
-                    )
-                    completions.extend(self._released(ended))
+                    registry.finished(ended.agent, ok=True, seconds=ended.seconds)
+                    completions.extend(self._released(ended, ok=True))
                 self._children_waiting[ended.unit.key] = ended.error.run_id
                 continue
             if ended.agent is not None:
                 ok = ended.error is None
-                now = self.clock.now()
-                change = registry.finished(
-                    ended.agent, ok=ok, seconds=ended.seconds, now=now, cost=ended.cost
-                )
-                self._note_circuit(change)
-                completions.extend(self._released(ended))
+                registry.finished(ended.agent, ok=ok, seconds=ended.seconds, cost=ended.cost)
+                completions.extend(self._released(ended, ok=ok))
             completions.extend(self._completion(ended))
         for unit, decision in self._approvals.decisions(self.clock.now()):
             completions.extend(self._decided(unit, decision))
@@ -861,7 +858,7 @@ class Execution:
             usage=usage,
         )
 
-    def _released(self, ended: _Ended) -> list[Event]:
+    def _released(self, ended: _Ended, *, ok: bool) -> list[Event]:
         """A call ended: units waiting for its agent, its resources or its endpoint may go.
 
         The controller hears how it went first; what it changed is returned as events, to
@@ -873,7 +870,7 @@ class Execution:
         freed, changes = self._control.after_call(
             ended.unit.key,
             agent.name,
-            ended.error,
+            None if ok else ended.error,
             started=now - ended.seconds,
             tokens=ended.tokens,
             now=now,
@@ -882,7 +879,9 @@ class Execution:
             self.active.unblock(token)
         return [self._adapted(change) for change in changes]
 
-    def _adapted(self, change: Change) -> Adapted:
+    def _adapted(self, change: Change | CircuitChange) -> Event:
+        if isinstance(change, CircuitChange):
+            return self._circuit_changed(change)
         return Adapted(
             seq=self._next_seq(),
             at=self.clock.now(),

@@ -2,8 +2,11 @@
 
 After a failed attempt a unit is retried (within `retry.attempts`, if the error type is
 retryable and the step's `deadline` leaves time), else handed to its `fallback` (once),
-else failed for good. Each outcome is an event, so the log tells why. Run guards
-(`max_steps`, `deadline`) are checked before anything starts and when timers fire.
+else failed for good. An attempt refused because the agent's circuit is open (the
+controller's `circuits`) goes to the fallback at once: the agent is known to be down, so
+waiting out its cool-down in retries would only delay the step. Each outcome is an event,
+so the log tells why. Run guards (`max_steps`, `deadline`) are checked before anything
+starts and when timers fire.
 
 All state here is rebuilt from the run's log, so a resumed run keeps counting where the
 crashed one stopped: attempts, the fallback switch, starts towards `max_steps`.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from podium.errors import DeadlineExceeded
+from podium.errors import CircuitOpen, DeadlineExceeded
 from podium.model import (
     CallRecorded,
     ErrorInfo,
@@ -141,10 +144,11 @@ class Policies:
         step = prepared.step
         retry = step.retry
         key = unit.key
-        fallen_back = key in self._fallback_from
+        can_fall_back = prepared.fallback is not None and key not in self._fallback_from
         used = unit.attempt - self._fallback_from.get(key, 1) + 1
         if (
-            getattr(error, "retryable", True)
+            not (can_fall_back and isinstance(error, CircuitOpen))
+            and getattr(error, "retryable", True)
             and used < retry.attempts
             and retry.retries(error_types(error))
         ):
@@ -163,7 +167,8 @@ class Policies:
                     retry_at=retry_at,
                     usage=usage,
                 )
-        if prepared.fallback is not None and not fallen_back:
+        if can_fall_back:
+            assert prepared.fallback is not None
             self._fallback_from[key] = unit.attempt + 1
             return StepFellBack(
                 seq=seq,

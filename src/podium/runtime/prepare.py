@@ -224,7 +224,7 @@ class _Binder:
             elif spec.model is not None:
                 agent = self._model_agent(spec)
             if agent is not None:
-                self.registry.add(agent, circuit=spec.circuit)
+                self.registry.add(agent)
         self._bind_agent_tools()  # once every agent exists: they may name each other
 
     def _model_agent(self, spec: AgentSpec) -> LLMAgent | None:
