@@ -9,6 +9,7 @@ of quietly testing less.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -21,6 +22,15 @@ from urllib.parse import quote
 import pytest
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Say "no current event loop" up front. Otherwise the first async test's setup asks
+    # asyncio for the current loop, which makes one that nobody closes; a later sync test's
+    # `asyncio.run` drops it, and its ResourceWarning fails the session at exit.
+    asyncio.set_event_loop(None)
+
+
 _START_WAIT_SECONDS = 15.0
 
 
