@@ -22,6 +22,7 @@ from urllib.parse import quote
 import pytest
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+_START_WAIT_SECONDS = 15.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,9 +30,6 @@ def pytest_configure(config: pytest.Config) -> None:
     # asyncio for the current loop, which makes one that nobody closes; a later sync test's
     # `asyncio.run` drops it, and its ResourceWarning fails the session at exit.
     asyncio.set_event_loop(None)
-
-
-_START_WAIT_SECONDS = 15.0
 
 
 def _reachable(url: str) -> str | None:
