@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sys
+from asyncio import Task
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -517,8 +519,9 @@ class Execution:
             self._started(unit, agent.name, reason, candidates)
             registry.started(agent)
             self._note_circuit(self._control.circuits.started(agent.name))
-            task = asyncio.create_task(self._call(unit, agent, payload, seconds))
-            self._tasks.add(task)
+            task = _start_task(self._loop, self._call(unit, agent, payload, seconds))
+            if not task.done():
+                self._tasks.add(task)
 
     def _keep_to_deadline(self) -> None:
         """Ask the deadline policy whether the work left still fits (a few times a second)."""
@@ -978,3 +981,16 @@ def _epoch(value: Any, expression: str | None) -> float:
         f"wait_until {expression} gave {value!r}: expected an ISO 8601 time "
         "(2026-11-24T18:00:00Z) or epoch seconds"
     )
+
+
+if sys.version_info >= (3, 12):
+
+    def _start_task(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, None]) -> Task[None]:
+        # Eagerly: the call runs at once, in its own task, up to its first wait, so an agent
+        # that has nothing to wait for ends without a trip through the event loop.
+        return asyncio.eager_task_factory(loop, call)
+
+else:
+
+    def _start_task(loop: asyncio.AbstractEventLoop, call: Coroutine[Any, Any, None]) -> Task[None]:
+        return loop.create_task(call)
