@@ -83,6 +83,9 @@ class LLMAgent:
         if problem:
             raise DefinitionError(f"agent {name}: output_schema is not a JSON Schema: {problem}")
         self.add_tools(tools)
+        # The SDK is imported now, while the run is prepared: imported by the first call, its
+        # fraction of a second would count against that call's timeout.
+        import openai  # noqa: F401
 
     @property
     def tools(self) -> tuple[Tool, ...]:
@@ -133,6 +136,7 @@ class LLMAgent:
         """Ask, run the tools asked for, ask again... until a reply that fits, or a handoff."""
         offered = [tool.as_openai() for tool in self._tools.values()]
         offered += [_handoff_tool(name) for name in handoffs]
+        offered_names = [tool["function"]["name"] for tool in offered]
         asked = tools_called = retries = told = 0
         while True:
             asked += 1
@@ -165,7 +169,8 @@ class LLMAgent:
                     )
                 for call in calls:
                     tools_called += 1
-                    result = await self._use_tool(call, f"a{ctx.attempt}/tool-{tools_called}", ctx)
+                    key = f"a{ctx.attempt}/tool-{tools_called}"
+                    result = await self._use_tool(call, key, ctx, offered=offered_names)
                     messages.append({"role": "tool", "tool_call_id": call["id"], "content": result})
                 continue
             if schema is None:
@@ -192,11 +197,13 @@ class LLMAgent:
             request["max_tokens"] = self.spec.max_tokens
         return request
 
-    async def _use_tool(self, call: dict[str, Any], name: str, ctx: StepContext) -> str:
+    async def _use_tool(
+        self, call: dict[str, Any], name: str, ctx: StepContext, *, offered: Sequence[str]
+    ) -> str:
         """Make (or recall) tool call `name`; what the model is told of its outcome."""
 
         async def run() -> Computed:
-            return await self._run_tool(call, ctx.within(name))
+            return await self._run_tool(call, ctx.within(name), offered)
 
         arguments = _arguments(call)
         outcome = await ctx.remember(
@@ -209,12 +216,18 @@ class LLMAgent:
             return f"error: {outcome['error']}"
         return _as_text(outcome.get("result"))
 
-    async def _run_tool(self, call: dict[str, Any], ctx: StepContext) -> Computed:
-        """`{"result": ...}`, or `{"error": ...}` to tell the model: never a crash."""
+    async def _run_tool(
+        self, call: dict[str, Any], ctx: StepContext, offered: Sequence[str]
+    ) -> Computed:
+        """`{"result": ...}`, or `{"error": ...}` to tell the model: never a crash.
+
+        A handoff the model was not offered lands here too; `offered` (the handoffs
+        included) is what it is told it may call.
+        """
         name = call["function"]["name"]
         tool = self._tools.get(name)
         if tool is None:
-            known = ", ".join(self._tools) or "none"
+            known = ", ".join(offered) or "none"
             return {"error": f"there is no tool named {name!r} (tools: {known})"}, None
         try:
             arguments = json.loads(call["function"]["arguments"] or "{}")
