@@ -133,29 +133,37 @@ class Endpoint:
             self.open -= 1
 
 
-def storm(endpoint: Endpoint, adapt: bool) -> Workflow:
+def storm(agent: AgentSpec, with_: object, *, adapt: bool) -> Workflow:
+    """A call to `agent` per input item, 8 at once, each retried until it gets through."""
     return Workflow(
         name="storm",
-        agents=[AgentSpec(name="api", uses=endpoint, concurrency=8)],
+        agents=[agent],
         steps=[
             Step(
                 id="f",
-                agent="api",
+                agent=agent.name,
                 for_each="${{ input }}",
-                with_={"item": "${{ item }}"},
-                retry=RetryPolicy(attempts=30, backoff=0.01, factor=1.0),
+                with_=with_,
+                retry=RetryPolicy(attempts=50, backoff=0.01, factor=1.0),
             )
         ],
         adaptation=Adaptation(rate_limit=adapt),
     )
 
 
+def api_storm(endpoint: Endpoint, adapt: bool) -> Workflow:
+    agent = AgentSpec(name="api", uses=endpoint, concurrency=8)
+    return storm(agent, {"item": "${{ item }}"}, adapt=adapt)
+
+
 async def test_a_429_storm_halves_the_calls_at_once_then_lets_them_grow(tmp_path: Path) -> None:
     db = str(tmp_path / "p.db")
     blind = Endpoint(capacity=2)
-    plain = await run_workflow(storm(blind, adapt=False), list(range(40)), store=db, run_id="a")
+    plain = await run_workflow(api_storm(blind, adapt=False), list(range(40)), store=db, run_id="a")
     adapted = Endpoint(capacity=2)
-    result = await run_workflow(storm(adapted, adapt=True), list(range(40)), store=db, run_id="b")
+    result = await run_workflow(
+        api_storm(adapted, adapt=True), list(range(40)), store=db, run_id="b"
+    )
     assert result.status == "succeeded"
     assert plain.status in ("succeeded", "failed")  # blind, it may well run out of retries
     changes = [e for e in await events_of(db, "b") if isinstance(e, Adapted)]
@@ -200,20 +208,8 @@ async def model_storm(tmp_path: Path, run_id: str, *, adapt: bool) -> tuple[int,
     endpoint = CrowdedModel(capacity=2)
     with ChatServer(respond=endpoint) as server:
         spec = ModelSpec(model="m", base_url=server.url, api_key_env="PODIUM_TEST_KEY")
-        wf = Workflow(
-            name="llm-storm",
-            agents=[AgentSpec(name="writer", model=spec, concurrency=8)],
-            steps=[
-                Step(
-                    id="f",
-                    agent="writer",
-                    for_each="${{ input }}",
-                    with_="Say ok to ${{ item }}.",
-                    retry=RetryPolicy(attempts=50, backoff=0.01, factor=1.0),
-                )
-            ],
-            adaptation=Adaptation(rate_limit=adapt),
-        )
+        writer = AgentSpec(name="writer", model=spec, concurrency=8)
+        wf = storm(writer, "Say ok to ${{ item }}.", adapt=adapt)
         db = str(tmp_path / "p.db")
         result = await run_workflow(wf, list(range(40)), store=db, run_id=run_id)
         assert result.status == "succeeded"
