@@ -185,7 +185,7 @@ class Controller:
             elif spec.model is not None and spec.model.rate_limit is not None:
                 self._bucket[name] = spec.endpoint
                 self.admission.add_limit(spec.endpoint, spec.model.rate_limit)
-        self.circuits = CircuitBreakers(
+        self._circuits = CircuitBreakers(
             {name: spec.circuit for name, spec in workflow.agents.items() if spec.circuit}
         )
         adapt = workflow.adaptation
@@ -198,7 +198,11 @@ class Controller:
 
     def closed(self, agent: str, now: float) -> bool:
         """Whether `agent`'s circuit lets a call through now."""
-        return self.circuits.closed(agent, now)
+        return self._circuits.closed(agent, now)
+
+    def started(self, agent: str) -> CircuitChange | None:
+        """A call goes to `agent`: the circuit change it makes (a probe of an open one)."""
+        return self._circuits.started(agent)
 
     def admit(
         self, key: str, agent: str, needs: Mapping[str, int] | None, now: float
@@ -229,7 +233,7 @@ class Controller:
         """
         freed = self.admission.released(key, tokens, now)
         changes: list[Change | CircuitChange | None] = [
-            self.circuits.finished(agent, ok=error is None, now=now)
+            self._circuits.finished(agent, ok=error is None, now=now)
         ]
         if self._rate is not None:
             changes.append(

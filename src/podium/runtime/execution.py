@@ -518,7 +518,7 @@ class Execution:
                 continue
             self._started(unit, agent.name, reason, candidates)
             registry.started(agent)
-            self._note_circuit(self._control.circuits.started(agent.name))
+            self._note_circuit(self._control.started(agent.name))
             task = _start_task(self._loop, self._call(unit, agent, payload, seconds))
             if not task.done():
                 self._tasks.add(task)
