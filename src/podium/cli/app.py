@@ -19,6 +19,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar
 import click
 
 from podium.cli.explain import explain
+from podium.cli.options import (
+    DEFAULT_DB,
+    agents_option,
+    db_option,
+    json_option,
+    max_parallel_option,
+    workflow_file,
+)
 from podium.cli.simulate import simulate
 from podium.errors import DefinitionError, InputError, PodiumError, RunNotFound
 
@@ -36,7 +44,6 @@ EXIT_CODES = {"succeeded": 0, "failed": 1, "waiting": 3, "running": 3, "cancelle
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-DEFAULT_DB = "podium.db"
 
 T = TypeVar("T")
 # Starts or continues a run on an opened store, reporting through the two callbacks.
@@ -60,37 +67,6 @@ class _Podium(click.Group):
             for line in str(error).splitlines() or [type(error).__name__]:
                 click.echo(f"error: {line}", err=True)
             raise click.exceptions.Exit(exit_code_for(error)) from None
-
-
-db_option = click.option(
-    "--db",
-    default=DEFAULT_DB,
-    envvar="PODIUM_DB",
-    show_default=True,
-    show_envvar=True,
-    metavar="PATH",
-    help="The store: a SQLite file (created if missing), or :memory: to keep nothing.",
-)
-json_option = click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables."
-)
-max_parallel_option = click.option(
-    "--max-parallel",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Run at most N steps at once (default: the workflow's max_parallel, else no limit).",
-)
-workflow_file = click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-agents_option = click.option(
-    "--agents",
-    "agents_file",
-    envvar="PODIUM_AGENTS",
-    show_envvar=True,
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A shared agent catalog (agents.yaml): its agents are added to the workflow's, "
-    "which win over them.",
-)
 
 
 @click.group(cls=_Podium, context_settings={"help_option_names": ["-h", "--help"]})

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from podium.cli.options import json_flag, store_option
 from podium.model.explain import Explanation, took
 from podium.model.explain import explain as explain_run
 
@@ -34,18 +35,8 @@ Section = tuple[str, list[str], Sequence[str], list[Row]]
 
 @click.command()
 @click.argument("run_id")
-@click.option(
-    "--db",
-    default="podium.db",
-    envvar="PODIUM_DB",
-    show_default=True,
-    show_envvar=True,
-    metavar="PATH",
-    help="The store the run is in: a SQLite file, or a database URL.",
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print the story as one JSON document for machines."
-)
+@store_option("The store the run is in: a SQLite file, or a database URL.")
+@json_flag("Print the story as one JSON document for machines.")
 def explain(run_id: str, db: str, as_json: bool) -> None:
     """Tell the story of run RUN_ID from its events.
 

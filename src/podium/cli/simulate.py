@@ -21,6 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from podium.cli.options import (
+    catalog_option,
+    json_option,
+    limit_option,
+    store_option,
+    workflow_file,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -57,35 +65,12 @@ class Prediction:
 
 
 @click.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--agents",
-    "agents_file",
-    envvar="PODIUM_AGENTS",
-    show_envvar=True,
-    metavar="FILE",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="A shared agent catalog (agents.yaml), as for `podium run`.",
-)
+@workflow_file
+@catalog_option("A shared agent catalog (agents.yaml), as for `podium run`.")
 @click.option("--input", "input_text", metavar="JSON", help="The run input: counts for_each items.")
-@click.option(
-    "--max-parallel",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="At most N steps at once (default: the workflow's max_parallel, else no limit).",
-)
-@click.option(
-    "--db",
-    default="podium.db",
-    envvar="PODIUM_DB",
-    show_default=True,
-    show_envvar=True,
-    metavar="PATH",
-    help="The store whose recorded runs give the agents' durations and costs (read only).",
-)
-@click.option(
-    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of tables."
-)
+@limit_option("At most N steps at once (default: the workflow's max_parallel, else no limit).")
+@store_option("The store whose recorded runs give the agents' durations and costs (read only).")
+@json_option
 def simulate(
     file: Path,
     agents_file: Path | None,

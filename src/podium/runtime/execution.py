@@ -68,7 +68,7 @@ from podium.model import (
     Workflow,
 )
 from podium.model.workflow import ROUTING_PRESETS
-from podium.runtime.adaptation import Change, Controller
+from podium.runtime.adaptation import Change, Controller, DeadlinePolicy
 from podium.runtime.approvals import Approvals, Decision
 from podium.runtime.circuits import CircuitChange
 from podium.runtime.clock import Cancellable, Clock
@@ -468,8 +468,9 @@ class Execution:
     # ---- starting units ----------------------------------------------------------------
 
     def _start_units(self) -> None:
-        if self._control.deadline is not None and self._policy.run_deadline is not None:
-            self._keep_to_deadline()
+        policy, deadline = self._control.deadline, self._policy.run_deadline
+        if policy is not None and deadline is not None and not policy.fired:
+            self._keep_to_deadline(policy, deadline)
         active = self.active
         free = 1 << 30 if self.max_parallel is None else self.max_parallel - active.in_flight
         if free <= 0:
@@ -523,10 +524,10 @@ class Execution:
             if not task.done():
                 self._tasks.add(task)
 
-    def _keep_to_deadline(self) -> None:
+    def _keep_to_deadline(self, policy: DeadlinePolicy, deadline: float) -> None:
         """Ask the deadline policy whether the work left still fits (a few times a second)."""
-        policy, deadline, now = self._control.deadline, self._policy.run_deadline, self.clock.now()
-        if policy is None or deadline is None or policy.fired or now < self._deadline_checked:
+        now = self.clock.now()
+        if now < self._deadline_checked:
             return
         self._deadline_checked = now + 0.25
         ranks = self._ranks
@@ -718,16 +719,17 @@ class Execution:
         completions: list[Event] = []
         while self._ended:
             ended = self._ended.popleft()
+            # A child run that waits for a person: its call went well but is not over, so
+            # it counts as a success and its cost is not counted yet.
+            waiting = isinstance(ended.error, ChildWaiting)
+            if ended.agent is not None:
+                ok = waiting or ended.error is None
+                cost = 0.0 if waiting else ended.cost
+                registry.finished(ended.agent, ok=ok, seconds=ended.seconds, cost=cost)
+                completions.extend(self._released(ended, ok=ok))
             if isinstance(ended.error, ChildWaiting):  # no outcome yet: the unit waits
-                if ended.agent is not None:
-                    registry.finished(ended.agent, ok=True, seconds=ended.seconds)
-                    completions.extend(self._released(ended, ok=True))
                 self._children_waiting[ended.unit.key] = ended.error.run_id
                 continue
-            if ended.agent is not None:
-                ok = ended.error is None
-                registry.finished(ended.agent, ok=ok, seconds=ended.seconds, cost=ended.cost)
-                completions.extend(self._released(ended, ok=ok))
             completions.extend(self._completion(ended))
         for unit, decision in self._approvals.decisions(self.clock.now()):
             completions.extend(self._decided(unit, decision))
