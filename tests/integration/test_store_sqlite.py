@@ -14,9 +14,9 @@ import pytest
 
 import podium
 from podium.errors import StoreError
-from podium.model import StepStarted
+from podium.model import StepStarted, encode_event
 from podium.store import Store, open_store
-from podium.store.migrations import LATEST
+from podium.store.migrations import LATEST, MIGRATIONS
 from podium.store.sqlite import SqliteStore
 from podium.testing import StoreContract
 from podium.testing.store_contract import T0, every_event_after_start, started
@@ -196,6 +196,58 @@ async def main():
             print(seq, flush=True)
 asyncio.run(main())
 """
+
+
+async def test_a_file_of_an_earlier_version_is_migrated_and_keeps_its_runs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "podium.db"
+    with closing(sqlite3.connect(path)) as conn, conn:  # a file as schema version 3 left it
+        for statements in MIGRATIONS[:3]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (3)")
+        conn.execute(
+            "INSERT INTO runs VALUES ('run-1', 'wf', 'running', ?, ?, NULL, NULL, 0)", (T0, T0)
+        )
+        conn.execute(
+            "INSERT INTO events VALUES ('run-1', 0, ?, 'run_started', ?)",
+            (T0, encode_event(started())),
+        )
+    store = SqliteStore(path)
+    try:
+        await store.append("run-1", [StepStarted(seq=1, at=T0 + 5, step="a", agent="echo")])
+        summary = await store.get_run("run-1")
+        assert (summary.status, summary.created_at, summary.updated_at) == ("running", T0, T0 + 5)
+        assert _query(path, "SELECT max(version) FROM schema_version") == [(LATEST,)]
+    finally:
+        await store.close()
+
+
+async def test_a_store_that_missed_another_writers_events_is_refused_not_merged(
+    tmp_path: Path,
+) -> None:
+    # A store remembers where it left a run's log; another process may have written since.
+    path = tmp_path / "podium.db"
+    mine, theirs = SqliteStore(path), SqliteStore(path)
+    try:
+        await mine.create_run(started())
+        await mine.append("run-1", [StepStarted(seq=1, at=T0, step="a", agent="echo")])
+        await theirs.append("run-1", [StepStarted(seq=2, at=T0, step="b", agent="echo")])
+        with pytest.raises(StoreError, match="seq 2 already recorded"):
+            await mine.append("run-1", [StepStarted(seq=2, at=T0, step="c", agent="echo")])
+        await mine.append("run-1", [StepStarted(seq=3, at=T0, step="c", agent="echo")])
+        events = await theirs.load("run-1")
+        assert [(e.seq, getattr(e, "step", None)) for e in events] == [
+            (0, None),
+            (1, "a"),
+            (2, "b"),
+            (3, "c"),
+        ]
+    finally:
+        await mine.close()
+        await theirs.close()
 
 
 async def test_a_process_killed_mid_append_leaves_a_gapless_prefix(tmp_path: Path) -> None:

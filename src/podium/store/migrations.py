@@ -63,6 +63,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # 4: a run's last activity is read off its log (the time of its last event) rather than
+    # kept in `runs`, so that appending events writes one table, not two.
+    ("ALTER TABLE runs DROP COLUMN updated_at",),
 )
 
 LATEST = len(MIGRATIONS)

@@ -34,16 +34,18 @@ _BUSY_TIMEOUT_MS = 10_000
 # Constant SQL text, so sqlite3's per-connection statement cache (keyed by text) reuses the
 # prepared statements: a hot `append` parses no SQL.
 _INSERT_RUN = """
-    INSERT INTO runs (run_id, workflow, status, created_at, updated_at)
-    VALUES (?, ?, 'running', ?, ?) ON CONFLICT (run_id) DO NOTHING
+    INSERT INTO runs (run_id, workflow, status, created_at)
+    VALUES (?, ?, 'running', ?) ON CONFLICT (run_id) DO NOTHING
 """
 _INSERT_EVENT = "INSERT INTO events (run_id, seq, at, type, body) VALUES (?, ?, ?, ?, ?)"
 # No run exists without its seq 0, so a NULL maximum means the run does not exist.
 _LAST_SEQ = "SELECT max(seq) FROM events WHERE run_id = ?"
-_TOUCH_RUN = "UPDATE runs SET status = coalesce(?, status), updated_at = ? WHERE run_id = ?"
+_SET_STATUS = "UPDATE runs SET status = ? WHERE run_id = ?"
 _LOAD = "SELECT body FROM events WHERE run_id = ? ORDER BY seq"
+# A run was last updated when its last event happened: the primary key finds that event.
+_UPDATED_AT = "(SELECT at FROM events WHERE events.run_id = runs.run_id ORDER BY seq DESC LIMIT 1)"
 _SUMMARY_COLUMNS = (
-    "run_id, workflow, status, created_at, updated_at, owner, lease_until, cancel_requested"
+    f"run_id, workflow, status, created_at, {_UPDATED_AT}, owner, lease_until, cancel_requested"
 )
 _GET_RUN = f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE run_id = ?"
 # rowid breaks ties in `created_at`: it grows with insertion, so the later insert lists first.
@@ -103,6 +105,7 @@ class SqliteStore:
 
     def __init__(self, path: str | Path) -> None:
         self._name = str(path)
+        self._last_seq: dict[str, int] = {}  # by run: the seq of the last event written or read
         with self._translate():
             # isolation_level=None: no implicit transactions; each write opens its own
             # BEGIN IMMEDIATE, each read runs on its own snapshot.
@@ -176,10 +179,12 @@ class SqliteStore:
         check_seqs(started.run_id, [started], 0)
         with self._write() as conn:
             inserted = conn.execute(
-                _INSERT_RUN, (started.run_id, started.workflow, started.at, started.at)
+                _INSERT_RUN, (started.run_id, started.workflow, started.at)
             ).rowcount
             if inserted:
                 self._insert_events(conn, started.run_id, [started])
+        if inserted:
+            self._last_seq[started.run_id] = 0
         # Losing the race commits an empty transaction: nothing was written.
         return inserted == 1
 
@@ -187,19 +192,38 @@ class SqliteStore:
         if not events:
             return
         with self._write() as conn:
-            (last,) = conn.execute(_LAST_SEQ, (run_id,)).fetchone()
-            if last is None:
-                raise RunNotFound(run_id)
+            # The seq this store wrote last spares reading the log's end back. Should another
+            # process have written since, the primary key refuses the batch, and the end of
+            # the log, read then, says why.
+            last = self._last_seq.get(run_id)
+            if last is None or events[0].seq != last + 1:
+                last = self._read_last_seq(conn, run_id)
             check_seqs(run_id, events, last + 1)
-            self._insert_events(conn, run_id, events)
-            conn.execute(_TOUCH_RUN, (status_after(events), events[-1].at, run_id))
+            try:
+                self._insert_events(conn, run_id, events)
+            except sqlite3.IntegrityError:
+                check_seqs(run_id, events, self._read_last_seq(conn, run_id) + 1)
+                raise
+            status = status_after(events)
+            if status is not None:
+                conn.execute(_SET_STATUS, (status, run_id))
+        self._last_seq[run_id] = events[-1].seq
+
+    @staticmethod
+    def _read_last_seq(conn: sqlite3.Connection, run_id: str) -> int:
+        (last,) = conn.execute(_LAST_SEQ, (run_id,)).fetchone()
+        if last is None:
+            raise RunNotFound(run_id)
+        return int(last)
 
     async def load(self, run_id: str) -> list[Event]:
         with self._translate():
             rows: list[tuple[bytes]] = self._conn.execute(_LOAD, (run_id,)).fetchall()
         if not rows:
             raise RunNotFound(run_id)
-        return [decode_event(body) for (body,) in rows]
+        events = [decode_event(body) for (body,) in rows]
+        self._last_seq[run_id] = events[-1].seq
+        return events
 
     async def get_run(self, run_id: str) -> RunSummary:
         with self._translate():
