@@ -157,17 +157,22 @@ class Admission:
         if held is None:
             return []
         endpoint, bucket, needs = held
+        freed = []
         for name, count in needs.items():
             self._free[name] += count
+            freed.append(f"resource:{name}")
         throttle = self.throttles.get(endpoint)
-        if throttle is not None:
+        if throttle is not None:  # only a throttle that exists has units waiting on it
             throttle.in_flight -= 1
+            freed.append(f"throttle:{endpoint}")
         if bucket is not None and tokens:
             self.buckets[bucket].spend(tokens, now)
-        return [f"resource:{name}" for name in needs] + [f"throttle:{endpoint}"]
+        return freed
 
     def next_refill(self, now: float) -> float | None:
         """When the earliest bucket a unit waits on can give again."""
+        if not self._waiting:  # the common case, asked on every turn of the run's loop
+            return None
         times = [self.buckets[bucket].ready_at(now) for bucket in self._waiting.values()]
         return min(times, default=None)
 

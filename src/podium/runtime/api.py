@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from podium.errors import InputError, RunBusy, RunError, StoreError
@@ -217,7 +217,7 @@ async def fork_run(
 async def read_result(run_id: str, *, store: str | Store) -> RunResult:
     """The run as its log tells it, without executing anything."""
     async with _opened(store) as opened:
-        return _result(run_id, await opened.load(run_id))
+        return RunResult.of(run_id, await opened.load(run_id))
 
 
 async def _continue(
@@ -240,7 +240,7 @@ async def _continue(
         on_start(run_id)
     last = events[-1]
     if isinstance(last, RunFinished) and (last.status != "failed" or not redrive):
-        return _result(run_id, events)
+        return RunResult.of(run_id, events)
     started = events[0]
     if not isinstance(started, RunStarted):
         raise RunError(f"run {run_id!r} has a damaged log: it does not begin with run_started")
@@ -287,7 +287,7 @@ async def _execute(
         if resumed is not None:
             history = await store.load(run_id)  # the log may have grown while we waited
             if isinstance(history[-1], RunFinished) and history[-1].status != "failed":
-                return _result(run_id, history)
+                return RunResult.of(run_id, history)
             marker = RunResumed(seq=history[-1].seq + 1, at=clock.now(), redrive=resumed)
             await store.append(run_id, [marker])
             history = [*history, marker]
@@ -310,22 +310,9 @@ async def _execute(
             renewer.cancel()
         with contextlib.suppress(StoreError):  # a hint for routing: the result stands without
             await store.save_agent_figures(registry.figures())
-        return _result(run_id, [*history, *execution.recorded])
+        return RunResult.of(run_id, [*history, *execution.recorded])
     finally:
         await store.release(run_id, owner)
-
-
-def _result(run_id: str, events: Sequence[Event]) -> RunResult:
-    from podium.model import RunHistory
-
-    history = RunHistory.fold(events)
-    return RunResult(
-        run_id=run_id,
-        status=history.status,
-        output=history.output,
-        error=history.error,
-        history=history,
-    )
 
 
 async def _wait_for_finish(store: Store, run_id: str) -> RunResult:
@@ -333,7 +320,7 @@ async def _wait_for_finish(store: Store, run_id: str) -> RunResult:
     while True:
         summary = await store.get_run(run_id)
         if summary.status not in ("running",):
-            return _result(run_id, await store.load(run_id))
+            return RunResult.of(run_id, await store.load(run_id))
         if summary.owner is None:  # its executor gave up without finishing: take over
             return await _continue(
                 store, run_id, None, None, None, SystemClock(), wait_if_busy=True, redrive=False

@@ -174,7 +174,7 @@ class Execution:
                 self._start_units()
                 if self._commit_soon:  # a request for approval must be visible to people
                     await self._commit([])
-                if self.active.decisions():  # a unit failed before starting: judge again
+                if self.active.deciding:  # a unit failed before starting: judge again
                     continue
                 if (
                     self._cancelled
@@ -382,8 +382,8 @@ class Execution:
 
     def _judge_ready_steps(self) -> None:
         active = self.active
-        while decisions := active.decisions():
-            for step_id in decisions:
+        while active.deciding:
+            for step_id in active.decisions():
                 self._judge(step_id)
 
     def _judge(self, step_id: str) -> None:
@@ -880,8 +880,9 @@ class Execution:
             tokens=ended.tokens,
             now=now,
         )
-        for token in (agent.name, *(f"capability:{c}" for c in agent.capabilities), *freed):
-            self.active.unblock(token)
+        if self.active.blocked:
+            for token in (agent.name, *(f"capability:{c}" for c in agent.capabilities), *freed):
+                self.active.unblock(token)
         return [self._adapted(change) for change in changes]
 
     def _adapted(self, change: Change | CircuitChange) -> Event:

@@ -59,10 +59,10 @@ class Unit:
     step: str
     index: int | None
     attempt: int
+    key: str = field(init=False, repr=False, compare=False)  # asked for often: made once
 
-    @property
-    def key(self) -> str:
-        return step_key(self.step, self.index)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", step_key(self.step, self.index))
 
 
 @dataclass(slots=True)
@@ -187,6 +187,16 @@ class ActiveRun:
     def decisions(self) -> list[str]:
         """Steps whose needs have settled and that await the runtime's verdict, in order."""
         return list(self._deciding)
+
+    @property
+    def deciding(self) -> bool:
+        """Whether `decisions()` would hand out any step (asked without building the list)."""
+        return bool(self._deciding)
+
+    @property
+    def blocked(self) -> bool:
+        """Whether any unit is parked, waiting for an `unblock`."""
+        return bool(self._blocked)
 
     def activate(self, step_id: str) -> None:
         """The runtime decided a plain step runs: queue its one unit."""
