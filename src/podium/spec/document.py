@@ -38,6 +38,7 @@ from podium.model.workflow import (
     Step,
     Workflow,
     callable_name,
+    step_with,
 )
 from podium.spec.durations import parse_duration
 from podium.spec.paths import Key, describe_type, path_text
@@ -56,7 +57,10 @@ _NOT_FOR_BUILTINS = ("with", "retry", "fallback", "compensate")
 # Every key a pattern step may have beside `pattern:`; which ones a kind takes is checked
 # when the workflow is prepared, where the message can list that kind's options.
 _PATTERN_KEYS = tuple(dict.fromkeys(key for keys in PATTERN_OPTIONS.values() for key in keys))
+_PATTERN_KEY_SET = frozenset(_PATTERN_KEYS)
 _PATTERN_DURATIONS = ("agent_timeout", "max_seconds")
+# The fields of a step that are text as written, or else left at their default.
+_TEXT_FIELDS = ("agent", "capability", "uses", "for_each")
 # A literal time in `wait_until` (`2026-11-24T18:00:00Z`): kept as a quoted expression.
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ][0-9:.+\-Zz ]*)?")
 
@@ -189,38 +193,62 @@ def _agent_document(agent: AgentSpec) -> dict[str, Any]:
 
 
 def _step_document(step: Step) -> dict[str, Any]:
-    optional: dict[str, Any] = {
-        "agent": step.agent,
-        "capability": step.capability,
-        "uses": None if step.uses is None else callable_name(step.uses),
-        "workflow": None if step.workflow is None else _child_document(step.workflow),
-        "sleep": step.sleep,
-        "wait_until": step.wait_until,
-        "approval": None if step.approval is None else _approval_document(step.approval),
-        "needs": list(step.needs) or None,
-        "with": _plain(step.with_),
-        "if": step.condition,
-        "trigger": None if step.trigger == "all_success" else step.trigger,
-        "for_each": step.for_each,
-        "max_parallel": step.max_parallel,
-        "retry": None if step.retry == _DEFAULT_RETRY else _retry_document(step.retry),
-        "timeout": step.timeout,
-        "deadline": step.deadline,
-        "fallback": None if step.fallback is None else _call_document(step.fallback),
-        "compensate": None if step.compensate is None else _call_document(step.compensate),
-        "continue_on_error": step.continue_on_error or None,
-        "description": step.description or None,
-        "writes": None if step.writes is None else _plain(step.writes),
-        "repeat": None if step.repeat is None else _repeat_document(step.repeat),
-        "steps": None
-        if step.steps is None
-        else {sid: _step_document(inner) for sid, inner in step.steps.items()},
-        "estimate": step.estimate,
-        "uses_resources": None if step.uses_resources is None else dict(step.uses_resources),
-    }
+    # Each key only when the step differs from the default: most steps set a few fields.
+    doc: dict[str, Any] = {}
+    if step.agent is not None:
+        doc["agent"] = step.agent
+    if step.capability is not None:
+        doc["capability"] = step.capability
+    if step.uses is not None:
+        doc["uses"] = callable_name(step.uses)
+    if step.workflow is not None:
+        doc["workflow"] = _child_document(step.workflow)
+    if step.sleep is not None:
+        doc["sleep"] = step.sleep
+    if step.wait_until is not None:
+        doc["wait_until"] = step.wait_until
+    if step.approval is not None:
+        doc["approval"] = _approval_document(step.approval)
+    if step.needs:
+        doc["needs"] = list(step.needs)
+    if step.with_ is not None:
+        doc["with"] = _plain(step.with_)
+    if step.condition is not None:
+        doc["if"] = step.condition
+    if step.trigger not in (None, "all_success"):
+        doc["trigger"] = step.trigger
+    if step.for_each is not None:
+        doc["for_each"] = step.for_each
+    if step.max_parallel is not None:
+        doc["max_parallel"] = step.max_parallel
+    if step.retry is not _DEFAULT_RETRY and step.retry != _DEFAULT_RETRY:
+        doc["retry"] = _retry_document(step.retry)
+    if step.timeout is not None:
+        doc["timeout"] = step.timeout
+    if step.deadline is not None:
+        doc["deadline"] = step.deadline
+    if step.fallback is not None:
+        doc["fallback"] = _call_document(step.fallback)
+    if step.compensate is not None:
+        doc["compensate"] = _call_document(step.compensate)
+    if step.continue_on_error:
+        doc["continue_on_error"] = step.continue_on_error
+    if step.description:
+        doc["description"] = step.description
+    if step.writes is not None:
+        doc["writes"] = _plain(step.writes)
+    if step.repeat is not None:
+        doc["repeat"] = _repeat_document(step.repeat)
+    if step.steps is not None:
+        doc["steps"] = {sid: _step_document(inner) for sid, inner in step.steps.items()}
+    if step.estimate is not None:
+        doc["estimate"] = step.estimate
+    if step.uses_resources is not None:
+        doc["uses_resources"] = dict(step.uses_resources)
     if step.pattern is not None:
-        optional |= {"pattern": step.pattern.kind, **_plain(step.pattern.options)}
-    return {key: value for key, value in optional.items() if value is not None}
+        options = {"pattern": step.pattern.kind, **_plain(step.pattern.options)}
+        doc |= {key: value for key, value in options.items() if value is not None}
+    return doc
 
 
 def _model_document(model: ModelSpec) -> dict[str, Any]:
@@ -381,6 +409,7 @@ class _Reader:
         self.problems: list[DefinitionError] = []
         self.defaults = _Policies()
         self.agent_policies: dict[str, _Policies] = {}
+        self.inherited: dict[str, _Policies] = {}  # by agent: see `inherited_policies`
         self.models: Mapping[str, Any] = {}  # the workflow's `models:`, as written
         self.base_dir = "."
         # An empty workflow lends its `locate`, so that problems found before the real one
@@ -536,26 +565,10 @@ class _Reader:
     def step(
         self, step_id: str, doc: Mapping[str, Any], path: tuple[Key, ...] | None = None
     ) -> Step:
+        # Only what `doc` sets is read and given to the step (`step_with`): a workflow may
+        # hold many steps, and most set a few of their fields.
         get = doc.get
         path = ("steps", step_id) if path is None else path
-        inner = get("steps")
-        writes = get("writes")
-        repeat = get("repeat")
-        needs = get("needs")
-        condition = get("if")
-        trigger = get("trigger")
-        agent = get("agent")
-        capability = get("capability")
-        uses = get("uses")
-        for_each = get("for_each")
-        max_parallel = get("max_parallel")
-        description = get("description")
-        sleep = get("sleep")
-        approval = get("approval")
-        fallback = get("fallback")
-        compensate = get("compensate")
-        workflow = get("workflow")
-        pattern = get("pattern")
         builtin = next((key for key in _BUILTINS if get(key) is not None), None)
         if builtin is not None:
             for key in _NOT_FOR_BUILTINS:
@@ -565,52 +578,87 @@ class _Reader:
                         *path,
                         key,
                     )
-        retry, timeout = self.step_policies(
-            path, doc, agent if isinstance(agent, str) and builtin is None else None, builtin
-        )
-        return Step(
-            id=step_id,
-            agent=agent if isinstance(agent, str) else None,
-            capability=capability if isinstance(capability, str) else None,
-            uses=uses if isinstance(uses, str) else None,
-            needs=(needs,) if isinstance(needs, str) else _names(needs),
-            with_=get("with"),
-            condition=str(condition).lower()
-            if isinstance(condition, bool)
-            else _optional_text(condition),
-            trigger=trigger if trigger in TRIGGERS else "all_success",
-            for_each=for_each if isinstance(for_each, str) else None,
-            max_parallel=None if max_parallel is None else _integer(max_parallel),
-            retry=retry,
-            timeout=timeout,
-            continue_on_error=get("continue_on_error") is True,
-            description=description if isinstance(description, str) else "",
-            sleep=None if sleep is None else self.duration((*path, "sleep"), sleep),
-            wait_until=self.wait_until((*path, "wait_until"), get("wait_until")),
-            approval=None if approval is None else self.approval((*path, "approval"), approval),
-            deadline=self.duration((*path, "deadline"), get("deadline"), positive=True),
-            fallback=None if fallback is None else _call(fallback),
-            compensate=None if compensate is None else _call(compensate),
-            workflow=None
-            if workflow is None
-            else self.child_workflow((*path, "workflow"), workflow),
-            writes=writes if isinstance(writes, Mapping) else None,
-            repeat=None if repeat is None else self.repeat(repeat),
-            steps=None
-            if not isinstance(inner, Mapping)
-            else {
+        fields: dict[str, Any] = {"id": step_id}
+        for key in _TEXT_FIELDS:
+            value = get(key)
+            if isinstance(value, str):
+                fields[key] = value
+        agent = None if builtin else fields.get("agent") or None
+        retry, timeout = self.step_policies(path, doc, agent, builtin)
+        if retry is not _DEFAULT_RETRY:
+            fields["retry"] = retry
+        if timeout is not None:
+            fields["timeout"] = timeout
+        needs = get("needs")
+        if needs is not None:
+            fields["needs"] = (needs,) if isinstance(needs, str) else _names(needs)
+        value = get("with")
+        if value is not None:
+            fields["with_"] = value
+        value = get("if")
+        if isinstance(value, str | bool):
+            fields["condition"] = str(value).lower() if isinstance(value, bool) else value
+        value = get("trigger")
+        if value is not None and value in TRIGGERS:
+            fields["trigger"] = value
+        value = _integer(get("max_parallel"))
+        if value is not None:
+            fields["max_parallel"] = value
+        if get("continue_on_error") is True:
+            fields["continue_on_error"] = True
+        value = get("description")
+        if isinstance(value, str):
+            fields["description"] = value
+        value = get("sleep")
+        if value is not None:
+            fields["sleep"] = self.duration((*path, "sleep"), value)
+        value = get("wait_until")
+        if value is not None:
+            fields["wait_until"] = self.wait_until((*path, "wait_until"), value)
+        value = get("approval")
+        if value is not None:
+            fields["approval"] = self.approval((*path, "approval"), value)
+        value = get("deadline")
+        if value is not None:
+            fields["deadline"] = self.duration((*path, "deadline"), value, positive=True)
+        value = get("fallback")
+        if value is not None:
+            fields["fallback"] = _call(value)
+        value = get("compensate")
+        if value is not None:
+            fields["compensate"] = _call(value)
+        value = get("workflow")
+        if value is not None:
+            fields["workflow"] = self.child_workflow((*path, "workflow"), value)
+        value = get("writes")
+        if isinstance(value, Mapping):
+            fields["writes"] = value
+        value = get("repeat")
+        if value is not None:
+            fields["repeat"] = self.repeat(value)
+        value = get("steps")
+        if isinstance(value, Mapping):
+            fields["steps"] = {
                 str(sid): self.step(str(sid), _mapping(s), (*path, "steps", str(sid)))
-                for sid, s in inner.items()
-            },
-            pattern=self.pattern(path, doc, pattern),
-            estimate=self.duration((*path, "estimate"), get("estimate"), positive=True),
-            uses_resources=_counts(get("uses_resources")) or None,
-        )
+                for sid, s in value.items()
+            }
+        value = self.pattern(path, doc, get("pattern"))
+        if value is not None:
+            fields["pattern"] = value
+        value = get("estimate")
+        if value is not None:
+            fields["estimate"] = self.duration((*path, "estimate"), value, positive=True)
+        value = get("uses_resources")
+        if value is not None:
+            fields["uses_resources"] = _counts(value) or None
+        return step_with(fields)
 
     def pattern(
         self, path: tuple[Key, ...], doc: Mapping[str, Any], kind: Any
     ) -> PatternSpec | None:
         """`pattern: <kind>` and the options beside it; durations read as seconds."""
+        if kind is None and _PATTERN_KEY_SET.isdisjoint(doc):
+            return None  # not a pattern step (the usual case, answered without a scan)
         options = {key: doc[key] for key in _PATTERN_KEYS if key in doc}
         if not isinstance(kind, str):
             for key in options:
@@ -652,16 +700,29 @@ class _Reader:
         retry = doc.get("retry")
         timeout = doc.get("timeout")
         own_retry = None if retry is None else self.retry((*path, "retry"), retry)
-        own_timeout = self.duration((*path, "timeout"), timeout, positive=True)
+        own_timeout = (
+            None if timeout is None else self.duration((*path, "timeout"), timeout, positive=True)
+        )
         if builtin is not None:
             return own_retry or _DEFAULT_RETRY, own_timeout
-        declared = [self.agent_policies.get(agent, _Policies()) if agent else _Policies()]
-        declared.append(self.defaults)
+        inherited = self.defaults if agent is None else self.inherited_policies(agent)
         if retry is None:
-            own_retry = next((p.retry for p in declared if p.retry is not None), None)
+            own_retry = inherited.retry
         if timeout is None:
-            own_timeout = next((p.timeout for p in declared if p.timeout is not None), None)
+            own_timeout = inherited.timeout
         return own_retry or _DEFAULT_RETRY, own_timeout
+
+    def inherited_policies(self, agent: str) -> _Policies:
+        """What a step calling `agent` inherits: each policy the agent's, else the workflow's."""
+        found = self.inherited.get(agent)
+        if found is None:
+            own = self.agent_policies.get(agent, _Policies())
+            found = _Policies(
+                retry=self.defaults.retry if own.retry is None else own.retry,
+                timeout=self.defaults.timeout if own.timeout is None else own.timeout,
+            )
+            self.inherited[agent] = found
+        return found
 
     def retry(self, path: tuple[Key, ...], value: Any) -> RetryPolicy:
         attempts = _integer(value)

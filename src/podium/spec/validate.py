@@ -35,7 +35,10 @@ from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
 __all__ = ["Ancestry", "find_cycles", "sort_problems", "validate_workflow", "workflow_problems"]
 
 _IDENTIFIER = re.compile(IDENTIFIER)
-_DEFAULT_RETRY = RetryPolicy()
+# The retry policy of a step that declares none (one object, the field's default).
+_DEFAULT_RETRY: RetryPolicy = Step.retry
+# Who may run a step: a step names exactly one (or is a group).
+_TARGETS = ("agent", "capability", "uses", "sleep", "wait_until", "approval", "workflow", "pattern")
 
 
 # Workflows found valid, by identity: a `Workflow` cannot change, so loading and then
@@ -146,20 +149,7 @@ def _check_step(
         problem(f"step {sid!r} is stored under the key {key!r}")
     if not _IDENTIFIER.fullmatch(sid):
         problem(bad_identifier(sid, "step id"))
-    named = [
-        field
-        for field, value in (
-            ("agent", step.agent),
-            ("capability", step.capability),
-            ("uses", step.uses),
-            ("sleep", step.sleep),
-            ("wait_until", step.wait_until),
-            ("approval", step.approval),
-            ("workflow", step.workflow),
-            ("pattern", step.pattern),
-        )
-        if value is not None
-    ]
+    named = [field for field in _TARGETS if getattr(step, field) is not None]
     if step.steps is not None:
         problems.extend(group_problems(wf, step, named, within))
     elif len(named) != 1:
@@ -214,17 +204,21 @@ def _check_step(
             f"step {sid!r}: trigger must be one of {', '.join(TRIGGERS)}, not {step.trigger!r}",
             "trigger",
         )
-    _at_least_one(wf, problems, (*base, "max_parallel"), step.max_parallel)
-    _at_least_one(wf, problems, (*base, "retry", "attempts"), step.retry.attempts)
+    if step.max_parallel is not None:
+        _at_least_one(wf, problems, (*base, "max_parallel"), step.max_parallel)
     retry = step.retry
-    if retry.backoff < 0 or retry.max_backoff < 0 or retry.factor < 1:
-        problem(
-            f"step {sid!r}: retry needs backoff >= 0, max_backoff >= 0 and factor >= 1", "retry"
-        )
-    if not 0 <= retry.jitter <= 1:
-        problem(
-            f"step {sid!r}: retry.jitter must be between 0 and 1, not {retry.jitter!r}", "retry"
-        )
+    if retry is not _DEFAULT_RETRY:  # the default one is valid
+        _at_least_one(wf, problems, (*base, "retry", "attempts"), retry.attempts)
+        if retry.backoff < 0 or retry.max_backoff < 0 or retry.factor < 1:
+            problem(
+                f"step {sid!r}: retry needs backoff >= 0, max_backoff >= 0 and factor >= 1",
+                "retry",
+            )
+        if not 0 <= retry.jitter <= 1:
+            problem(
+                f"step {sid!r}: retry.jitter must be between 0 and 1, not {retry.jitter!r}",
+                "retry",
+            )
     if step.timeout is not None and step.timeout <= 0:
         problem(f"step {sid!r}: timeout must be more than 0, not {step.timeout!r}", "timeout")
     if step.deadline is not None and step.deadline <= 0:
