@@ -16,7 +16,7 @@ import msgspec
 
 from podium.agents import Agent, LLMAgent, PythonAgent, Registry, Tool, import_callable
 from podium.errors import DefinitionError, InputError, Location
-from podium.model import AgentSpec, Repeat, Step, Workflow
+from podium.model import AgentSpec, Call, Repeat, Step, Workflow
 from podium.model.state import BUILTIN_REDUCERS, ReduceFn, initial_value
 from podium.model.workflow import CallableRef, callable_name
 from podium.runtime.subworkflow import WorkflowAgent
@@ -69,6 +69,9 @@ class PreparedLoop:
 
 # A group without `repeat` runs its steps once.
 _ONCE = Repeat(until="true", max_iterations=1)
+
+# The payload of a call without `with`: null, a constant.
+_NO_INPUT = Template(None, None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +205,7 @@ class _Binder:
         self.problems: list[DefinitionError] = []
         self.registry = Registry(workflow.routing)
         self.inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by steps
+        self._calls_without_input: dict[tuple[Agent | None, str | None], PreparedCall] = {}
         self._search = [workflow.base_dir, *workflow.search_paths, str(Path.cwd())]
         for spec in workflow.agents.values():
             agent: Agent | None = None
@@ -304,11 +308,15 @@ class _Binder:
                 fn = self._resolve(uses, *path, "uses")
                 if fn is not None:
                     bound = self.inline[name] = PythonAgent(name, fn)
-        return PreparedCall(
-            agent=bound,
-            capability=capability,
-            payload=compile_template(with_, where=self._at(*path, "with")),
-        )
+        if with_ is not None:
+            payload = compile_template(with_, where=self._at(*path, "with"))
+            return PreparedCall(agent=bound, capability=capability, payload=payload)
+        # Without input, calls of one target are equal values: the steps share one.
+        shared = self._calls_without_input.get((bound, capability))
+        if shared is None:
+            shared = PreparedCall(agent=bound, capability=capability, payload=_NO_INPUT)
+            self._calls_without_input[bound, capability] = shared
+        return shared
 
     def child(self, ref: str | Workflow, with_: Any, *path: str) -> PreparedCall:
         """The call of a `workflow` step: the child workflow, loaded and prepared."""
@@ -476,11 +484,11 @@ class _Binder:
             call = self.pattern(step, path)
         elif step.builtin is None:
             call = self.call(step.agent, step.capability, step.uses, step.with_, *path)
-        extra = {
-            name: self.call(c.agent, c.capability, c.uses, c.with_, *path, name)
-            for name, c in (("fallback", step.fallback), ("compensate", step.compensate))
-            if c is not None
-        }
+        fallback = compensate = None
+        if step.fallback is not None:
+            fallback = self.extra_call(step.fallback, (*path, "fallback"))
+        if step.compensate is not None:
+            compensate = self.extra_call(step.compensate, (*path, "compensate"))
         return PreparedStep(
             step=step,
             call=call,
@@ -496,10 +504,14 @@ class _Binder:
             wake_at=None
             if step.wait_until is None
             else compile_condition(step.wait_until, where=at(*path, "wait_until")),
-            fallback=extra.get("fallback"),
-            compensate=extra.get("compensate"),
+            fallback=fallback,
+            compensate=compensate,
             writes=self.writes(step, path),
         )
+
+    def extra_call(self, call: Call, path: tuple[str, ...]) -> PreparedCall:
+        """A step's `fallback` or `compensate` call."""
+        return self.call(call.agent, call.capability, call.uses, call.with_, *path)
 
 
 def _schema_check(schema: Mapping[str, Any]) -> Callable[[Any], str | None]:

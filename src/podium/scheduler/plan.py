@@ -75,10 +75,14 @@ class Plan:
 
 def _graph(workflow: Workflow, steps: Mapping[str, Step]) -> tuple[dict[str, PlanStep], list[str]]:
     dependents: dict[str, list[str]] = {step_id: [] for step_id in steps}
+    # Needs not yet done, one count per entry of `needs`: a need named twice lists the step
+    # twice in a row among its dependents, so both counts go at once, as one would.
+    waiting: dict[str, int] = {}
     for step in steps.values():
+        waiting[step.id] = len(step.needs)
         for need in step.needs:
             dependents[need].append(step.id)
-    order = _topological(steps, dependents)
+    order = _topological(waiting, dependents)
     if len(order) < len(steps):
         raise _cycle_error(workflow, steps, set(steps) - set(order))
     plan_steps = {
@@ -96,12 +100,12 @@ def _graph(workflow: Workflow, steps: Mapping[str, Step]) -> tuple[dict[str, Pla
     return plan_steps, order
 
 
-def _topological(steps: Mapping[str, Step], dependents: Mapping[str, list[str]]) -> list[str]:
-    """Kahn's algorithm, in linear time; steps left out are on or behind a cycle."""
-    waiting = {step_id: len(set(step.needs)) for step_id, step in steps.items()}
+def _topological(waiting: dict[str, int], dependents: Mapping[str, list[str]]) -> list[str]:
+    """Kahn's algorithm, in linear time, counting `waiting` down; steps left out are on or
+    behind a cycle."""
     order = [step_id for step_id, count in waiting.items() if count == 0]
     for step_id in order:  # the list grows while it is walked
-        for dependent in dict.fromkeys(dependents[step_id]):
+        for dependent in dependents[step_id]:
             waiting[dependent] -= 1
             if waiting[dependent] == 0:
                 order.append(dependent)

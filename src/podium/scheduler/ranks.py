@@ -30,7 +30,7 @@ each step's place in the order of scores (ties by plan order), so a call is a di
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from podium.model import Step, Workflow
@@ -45,11 +45,10 @@ def estimates(workflow: Workflow) -> dict[str, float]:
     """Each step's declared `estimate` (a `sleep` step's sleep if it has none), the steps of
     groups included; steps with neither are left to the default."""
     found: dict[str, float] = {}
-    for step in workflow.steps.values():
-        for each in (step, *step.steps.values()) if step.steps else (step,):
-            seconds = each.estimate if each.estimate is not None else each.sleep
-            if seconds is not None:
-                found[each.id] = seconds
+    for step in _every_step(workflow):
+        seconds = step.estimate if step.estimate is not None else step.sleep
+        if seconds is not None:
+            found[step.id] = seconds
     return found
 
 
@@ -58,17 +57,27 @@ def recorded(
 ) -> dict[str, float]:
     """A recorded figure (`latency`, `cost`) of each step's agent, from `figures` by agent
     name (as the store saves them); for a capability, the lowest among its agents'."""
+    by_agent = {
+        name: value
+        for name, saved in figures.items()
+        if isinstance(value := saved.get(figure), int | float) and value
+    }
     found: dict[str, float] = {}
-    for step in workflow.steps.values():
-        for each in (step, *step.steps.values()) if step.steps else (step,):
-            known = [
-                value
-                for name in _agents_of(workflow, each)
-                if isinstance(value := figures.get(name, {}).get(figure), int | float) and value
-            ]
-            if known:
-                found[each.id] = float(min(known))
+    if not by_agent:  # nothing recorded yet: no step needs looking at
+        return found
+    for step in _every_step(workflow):
+        known = [by_agent[name] for name in _agents_of(workflow, step) if name in by_agent]
+        if known:
+            found[step.id] = float(min(known))
     return found
+
+
+def _every_step(workflow: Workflow) -> Iterator[Step]:
+    """The workflow's steps in definition order, each group followed by its own steps."""
+    for step in workflow.steps.values():
+        yield step
+        if step.steps:
+            yield from step.steps.values()
 
 
 def _agents_of(workflow: Workflow, step: Step) -> list[str]:
