@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from podium.model import RunHistory, Usage, Workflow
@@ -45,6 +45,10 @@ class Journal(Protocol):
         ...
 
 
+# Usage is immutable, so every context can start from this one zero.
+NO_USAGE = Usage()
+
+
 @dataclass(slots=True, kw_only=True)
 class StepContext:
     """Handed to a callable that has a parameter named `ctx`.
@@ -66,12 +70,12 @@ class StepContext:
     index: int | None
     attempt: int
     agent: str
-    usage: Usage = field(default_factory=Usage)
+    usage: Usage = NO_USAGE
     children: ChildRuns | None = None
     journal: Journal | None = None
     path: str = ""  # where inside the unit this call is: "" or "turn-3/" and deeper
     parent: StepContext | None = None  # the context this one is `within`
-    spent: Usage = field(default_factory=Usage)  # of the calls remembered here and within
+    spent: Usage = NO_USAGE  # of the calls remembered here and within
 
     @property
     def idempotency_key(self) -> str:
@@ -87,8 +91,8 @@ class StepContext:
             self,
             path=f"{self.path}{name}/",
             agent=agent or self.agent,
-            usage=Usage(),
-            spent=Usage(),
+            usage=NO_USAGE,
+            spent=NO_USAGE,
             parent=self,
         )
 

@@ -46,9 +46,11 @@ class PythonAgent:
     async def call(self, payload: Any, ctx: StepContext) -> Any:
         args: tuple[Any, ...] = ()
         kwargs: dict[str, Any] = {}
-        if type(payload) is dict or isinstance(payload, Mapping):  # `type` first: fast path
+        if payload is None:
+            pass
+        elif type(payload) is dict or isinstance(payload, Mapping):  # `type` first: fast path
             kwargs = dict(payload)
-        elif payload is not None:
+        else:
             args = (payload,)
         if self._wants_ctx:
             kwargs["ctx"] = ctx

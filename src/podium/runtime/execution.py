@@ -517,7 +517,7 @@ class Execution:
             if token is not None:  # a resource, a rate limit or a throttle: it waits
                 active.defer(unit, token)
                 continue
-            self._started(unit, agent.name, reason, candidates)
+            self._started(unit, agent.name, reason, now, candidates)
             registry.started(agent)
             self._note_circuit(self._control.started(agent.name))
             task = _start_task(self._loop, self._call(unit, agent, payload, seconds))
@@ -551,7 +551,7 @@ class Execution:
 
     def _refuse(self, unit: Unit, agent: Agent | None, error: AgentError) -> None:
         """A unit that no agent may take now: an attempt that failed without a call."""
-        self._started(unit, agent.name if agent else "-", "refused: circuit open")
+        self._started(unit, agent.name if agent else "-", "refused: circuit open", self.clock.now())
         self._ended.append(_Ended(unit, None, 0.0, error=error))
 
     def _note_circuit(self, change: CircuitChange | None) -> None:
@@ -590,7 +590,7 @@ class Execution:
             if step.approval is not None:
                 request = self._approvals.requested.get(unit.key)
                 prompt = request.prompt if request else self._approval_prompt(prepared, unit)
-                self._started(unit, "person", f"approval: {prompt}")
+                self._started(unit, "person", f"approval: {prompt}", now)
                 if request is None:
                     request = self._approval_request(prepared, unit, prompt, now)
                     self._approvals.requested[unit.key] = request
@@ -604,7 +604,7 @@ class Execution:
         except ExpressionError as exc:
             self._fail_unit(unit, exc)
             return
-        self._started(unit, "timer", f"{step.builtin} until {_iso(wake_at)}")
+        self._started(unit, "timer", f"{step.builtin} until {_iso(wake_at)}", now)
         if unit.key not in self._wake_at:
             self._wake_at[unit.key] = wake_at
             self._record(
@@ -643,13 +643,18 @@ class Execution:
         return _epoch(prepared.wake_at.render(self._unit_scope(prepared, unit)), step.wait_until)
 
     def _started(
-        self, unit: Unit, agent: str, reason: str, candidates: tuple[Candidate, ...] = ()
+        self,
+        unit: Unit,
+        agent: str,
+        reason: str,
+        now: float,
+        candidates: tuple[Candidate, ...] = (),
     ) -> None:
-        self._policy.count_start(unit.key, self.clock.now())
+        self._policy.count_start(unit.key, now)
         self._record(
             StepStarted(
                 seq=self._next_seq(),
-                at=self.clock.now(),
+                at=now,
                 step=unit.step,
                 index=unit.index,
                 attempt=unit.attempt,
@@ -717,6 +722,7 @@ class Execution:
     async def _commit_ended(self) -> None:
         registry = self.prepared.registry
         completions: list[Event] = []
+        now = self.clock.now()
         while self._ended:
             ended = self._ended.popleft()
             # A child run that waits for a person: its call went well but is not over, so
@@ -726,12 +732,12 @@ class Execution:
                 ok = waiting or ended.error is None
                 cost = 0.0 if waiting else ended.cost
                 registry.finished(ended.agent, ok=ok, seconds=ended.seconds, cost=cost)
-                completions.extend(self._released(ended, ok=ok))
+                completions.extend(self._released(ended, ok=ok, now=now))
             if isinstance(ended.error, ChildWaiting):  # no outcome yet: the unit waits
                 self._children_waiting[ended.unit.key] = ended.error.run_id
                 continue
-            completions.extend(self._completion(ended))
-        for unit, decision in self._approvals.decisions(self.clock.now()):
+            completions.extend(self._completion(ended, now))
+        for unit, decision in self._approvals.decisions(now):
             completions.extend(self._decided(unit, decision))
         await self._commit(completions)
         if completions and self._policy.guarded:
@@ -787,10 +793,9 @@ class Execution:
                 waiter.set_result(None)
         self._published(batch)
 
-    def _completion(self, ended: _Ended) -> list[Event]:
+    def _completion(self, ended: _Ended, now: float) -> list[Event]:
         """The events that end a unit: success (and its state writes), a retry or failure."""
         unit = ended.unit
-        now = self.clock.now()
         prepared = self.prepared_step(unit.step)
         if ended.error is None:
             try:  # also gives every backend the same plain JSON types (tuples become lists)
@@ -863,7 +868,7 @@ class Execution:
             usage=usage,
         )
 
-    def _released(self, ended: _Ended, *, ok: bool) -> list[Event]:
+    def _released(self, ended: _Ended, *, ok: bool, now: float) -> list[Event]:
         """A call ended: units waiting for its agent, its resources or its endpoint may go.
 
         The controller hears how it went first; what it changed is returned as events, to
@@ -871,7 +876,6 @@ class Execution:
         """
         agent = ended.agent
         assert agent is not None
-        now = self.clock.now()
         freed, changes = self._control.after_call(
             ended.unit.key,
             agent.name,

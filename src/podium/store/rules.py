@@ -35,10 +35,15 @@ def status_after(events: Sequence[Event]) -> RunStatus | None:
     """The run's status once `events` are applied, or None if they do not change it."""
     status: RunStatus | None = None
     for event in events:
-        if isinstance(event, RunStarted | RunResumed):
-            status = "running"
-        elif isinstance(event, RunFinished):
+        if not isinstance(event, _RUN_EVENTS):  # most batches: step events only
+            continue
+        if isinstance(event, RunFinished):
             status = event.status
         elif isinstance(event, RunWaiting):
             status = "waiting"
+        else:
+            status = "running"
     return status
+
+
+_RUN_EVENTS = (RunStarted, RunResumed, RunFinished, RunWaiting)
