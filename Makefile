@@ -1,5 +1,11 @@
 # The two commands of the README: `make run` and `make test`. Everything they need is installed here.
-PYTHON ?= python3
+# The newest CPython from 3.13 down to 3.11 on the machine, on PATH or installed by pyenv (a
+# pyenv shim for a version not selected fails the probe and is passed over): a run's loop is
+# about 40% faster on 3.13 than on 3.11 (a faster interpreter, and eager tasks from 3.12).
+# `make PYTHON=python3.11 ...` chooses another; `make clean` first to rebuild the venv.
+PYTHON ?= $(shell for python in python3.13 python3.12 \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[23].*/bin/python3 2>/dev/null | sort -rV) \
+	python3; do $$python -c '' 2>/dev/null && echo $$python && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
