@@ -9,7 +9,7 @@ to store that definition: plain JSON, callables as their "module:qualname" impor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -193,58 +193,14 @@ def _agent_document(agent: AgentSpec) -> dict[str, Any]:
 
 
 def _step_document(step: Step) -> dict[str, Any]:
-    # Each key only when the step differs from the default: most steps set a few fields.
+    # Only the fields that differ from a default step: most steps set a few of them. A field
+    # a step does not set is the default itself, so `is` settles most of them at once.
     doc: dict[str, Any] = {}
-    if step.agent is not None:
-        doc["agent"] = step.agent
-    if step.capability is not None:
-        doc["capability"] = step.capability
-    if step.uses is not None:
-        doc["uses"] = callable_name(step.uses)
-    if step.workflow is not None:
-        doc["workflow"] = _child_document(step.workflow)
-    if step.sleep is not None:
-        doc["sleep"] = step.sleep
-    if step.wait_until is not None:
-        doc["wait_until"] = step.wait_until
-    if step.approval is not None:
-        doc["approval"] = _approval_document(step.approval)
-    if step.needs:
-        doc["needs"] = list(step.needs)
-    if step.with_ is not None:
-        doc["with"] = _plain(step.with_)
-    if step.condition is not None:
-        doc["if"] = step.condition
-    if step.trigger not in (None, "all_success"):
-        doc["trigger"] = step.trigger
-    if step.for_each is not None:
-        doc["for_each"] = step.for_each
-    if step.max_parallel is not None:
-        doc["max_parallel"] = step.max_parallel
-    if step.retry is not _DEFAULT_RETRY and step.retry != _DEFAULT_RETRY:
-        doc["retry"] = _retry_document(step.retry)
-    if step.timeout is not None:
-        doc["timeout"] = step.timeout
-    if step.deadline is not None:
-        doc["deadline"] = step.deadline
-    if step.fallback is not None:
-        doc["fallback"] = _call_document(step.fallback)
-    if step.compensate is not None:
-        doc["compensate"] = _call_document(step.compensate)
-    if step.continue_on_error:
-        doc["continue_on_error"] = step.continue_on_error
-    if step.description:
-        doc["description"] = step.description
-    if step.writes is not None:
-        doc["writes"] = _plain(step.writes)
-    if step.repeat is not None:
-        doc["repeat"] = _repeat_document(step.repeat)
-    if step.steps is not None:
-        doc["steps"] = {sid: _step_document(inner) for sid, inner in step.steps.items()}
-    if step.estimate is not None:
-        doc["estimate"] = step.estimate
-    if step.uses_resources is not None:
-        doc["uses_resources"] = dict(step.uses_resources)
+    for key, name, write in _STEP_KEYS:
+        value = getattr(step, name)
+        default = _STEP_DEFAULTS[name]
+        if value is not default and value is not None and value != default:
+            doc[key] = write(value)
     if step.pattern is not None:
         options = {"pattern": step.pattern.kind, **_plain(step.pattern.options)}
         doc |= {key: value for key, value in options.items() if value is not None}
@@ -825,6 +781,48 @@ class _Nested(Mapping[tuple[Key, ...], Location]):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _steps_document(steps: Mapping[str, Step]) -> dict[str, Any]:
+    return {step_id: _step_document(step) for step_id, step in steps.items()}
+
+
+_STEP_DEFAULTS: dict[str, Any] = {
+    name: spec.default for name, spec in Step.__dataclass_fields__.items()
+}
+# A stored step's keys in the order they are written: the key, the `Step` field, and how
+# its value is written.
+_STEP_KEYS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
+    ("agent", "agent", _as_is),
+    ("capability", "capability", _as_is),
+    ("uses", "uses", callable_name),
+    ("workflow", "workflow", _child_document),
+    ("sleep", "sleep", _as_is),
+    ("wait_until", "wait_until", _as_is),
+    ("approval", "approval", _approval_document),
+    ("needs", "needs", list),
+    ("with", "with_", _plain),
+    ("if", "condition", _as_is),
+    ("trigger", "trigger", _as_is),
+    ("for_each", "for_each", _as_is),
+    ("max_parallel", "max_parallel", _as_is),
+    ("retry", "retry", _retry_document),
+    ("timeout", "timeout", _as_is),
+    ("deadline", "deadline", _as_is),
+    ("fallback", "fallback", _call_document),
+    ("compensate", "compensate", _call_document),
+    ("continue_on_error", "continue_on_error", _as_is),
+    ("description", "description", _as_is),
+    ("writes", "writes", _plain),
+    ("repeat", "repeat", _repeat_document),
+    ("steps", "steps", _steps_document),
+    ("estimate", "estimate", _as_is),
+    ("uses_resources", "uses_resources", dict),
+)
 
 
 def _call(value: Any) -> Call:
