@@ -333,6 +333,7 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
         """,
     )
     assert found == [
+        "wf.yaml:3:9: cannot import module 'shop': No module named 'shop'",
         "wf.yaml:6:5: step 'a' uses unknown agent 'invv' (did you mean 'inv'?)",
         "wf.yaml:7:5: steps form a cycle: a -> b -> c -> a",
         "wf.yaml:7:13: step 'a' needs itself",
@@ -363,6 +364,42 @@ def test_semantic_mistakes_are_reported_together_in_file_order(tmp_path: Path) -
             "exist only in the `with` of a for_each step"
         ),
         "wf.yaml:21:1: the output reads steps.zz, which is not a step",
+    ]
+
+
+def test_a_callable_that_cannot_be_imported_is_reported_with_structural_mistakes(
+    tmp_path: Path,
+) -> None:
+    found = problems(
+        tmp_path,
+        """\
+        name: bad
+        agents:
+          stock: {uses: "nowhere_xyz:check"}
+        steps:
+          a: {agent: stock, timeout: soon}
+          b:
+            uses: "m:nothing"
+            fallback: {uses: "nowhere_xyz:other"}
+          g:
+            steps:
+              inner: {uses: "m:f", compensate: {uses: "m:missing"}}
+          c: {uses: "not a path"}
+        """,
+    )
+    assert found == [
+        "wf.yaml:3:11: cannot import module 'nowhere_xyz': No module named 'nowhere_xyz'",
+        (
+            "wf.yaml:5:21: steps.a.timeout: 'soon' is not a duration: write seconds as a "
+            "number, or a duration such as 200ms, 1.5s, 10m, 2h, 1d or 1m30s"
+        ),
+        "wf.yaml:7:5: module 'm' has no attribute 'nothing'",
+        "wf.yaml:8:16: cannot import module 'nowhere_xyz': No module named 'nowhere_xyz'",
+        "wf.yaml:11:41: module 'm' has no attribute 'missing'",
+        (
+            "wf.yaml:12:7: steps.c.uses must be a Python callable written 'module:attribute', "
+            "not 'not a path'"
+        ),
     ]
 
 

@@ -3,7 +3,7 @@
 from podium.agents.context import ChildRuns, Computed, Journal, StepContext
 from podium.agents.llm import LLMAgent
 from podium.agents.protocol import Agent
-from podium.agents.python import PythonAgent, import_callable
+from podium.agents.python import PythonAgent
 from podium.agents.registry import AgentStats, Registry, Routed
 from podium.agents.tools import Tool
 
@@ -19,5 +19,4 @@ __all__ = [
     "Routed",
     "StepContext",
     "Tool",
-    "import_callable",
 ]

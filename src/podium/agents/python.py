@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from podium.agents.context import StepContext
-from podium.errors import AgentError, DefinitionError, Location
+from podium.errors import AgentError
 
 
 class PythonAgent:
@@ -77,37 +75,3 @@ class PythonAgent:
             )
             error.retryable = False
             raise error from exc
-
-
-def import_callable(path: str, *, search: Sequence[str], where: Location) -> Callable[..., Any]:
-    """Resolve `package.module:attribute` (attribute may be dotted), searching `search` first.
-
-    Raises `DefinitionError` at `where` naming what could not be found.
-    """
-    module_name, colon, attribute = path.partition(":")
-    if not colon or not module_name or not attribute:
-        raise DefinitionError(
-            f"{path!r} is not a callable path; write it as 'package.module:function'", where=where
-        )
-    for folder in reversed(search):
-        if folder and folder not in sys.path:
-            sys.path.insert(0, folder)
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise DefinitionError(f"cannot import module {module_name!r}: {exc}", where=where) from None
-    except Exception as exc:  # the module itself raised while importing
-        raise DefinitionError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", where=where
-        ) from None
-    for part in attribute.split("."):
-        try:
-            target = getattr(target, part)
-        except AttributeError:
-            raise DefinitionError(
-                f"module {module_name!r} has no attribute {attribute!r}", where=where
-            ) from None
-    if not callable(target):
-        raise DefinitionError(f"{path!r} is not callable", where=where)
-    fn: Callable[..., Any] = target
-    return fn

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from podium.errors import DefinitionError, Location
+from podium.model.callables import CallableRef, callable_name
 
 if TYPE_CHECKING:
     from podium.runtime.result import RunResult
@@ -21,9 +22,6 @@ Trigger = Literal["all_success", "one_success", "all_done", "none_failed"]
 Reducer = Literal["replace", "append", "extend", "merge", "sum", "max", "min"]
 REDUCERS: tuple[Reducer, ...] = ("replace", "append", "extend", "merge", "sum", "max", "min")
 TRIGGERS: tuple[Trigger, ...] = ("all_success", "one_success", "all_done", "none_failed")
-
-# A Python callable or its import path, "package.module:attribute".
-CallableRef = str | Callable[..., Any]
 
 # The options of each orchestration pattern, written beside `pattern:` on a step. Every
 # pattern takes the budget options too.
@@ -395,15 +393,6 @@ def step_with(fields: Mapping[str, Any]) -> Step:
     return step
 
 
-def callable_name(ref: CallableRef | None) -> str:
-    """The import path of a callable reference (`module:qualname`), for display and storage."""
-    if ref is None or isinstance(ref, str):
-        return ref or ""
-    module = getattr(ref, "__module__", "?")
-    qualname = getattr(ref, "__qualname__", getattr(ref, "__name__", repr(ref)))
-    return f"{module}:{qualname}"
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Guards:
     """Run-level fail-safes: exceeding one stops the run cleanly, with the reason.
@@ -497,6 +486,11 @@ class Workflow:
         }
         for key, value in fields.items():
             object.__setattr__(self, key, value)
+
+    @property
+    def module_folders(self) -> tuple[str, ...]:
+        """Where the modules of its callables are imported from, before `sys.path`."""
+        return (self.base_dir, *self.search_paths, str(Path.cwd()))
 
     def locate(self, *path: str | int) -> Location:
         """Where `path` (or its nearest enclosing key) stands in the source."""

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from podium.agents import import_callable
 from podium.errors import DefinitionError, Location
+from podium.model.callables import import_callable
 from podium.model.workflow import PATTERN_OPTIONS as OPTIONS
 from podium.patterns.concurrent import Concurrent
 from podium.patterns.conversation import Budget

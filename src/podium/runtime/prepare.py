@@ -14,11 +14,11 @@ from typing import Any
 
 import msgspec
 
-from podium.agents import Agent, LLMAgent, PythonAgent, Registry, Tool, import_callable
+from podium.agents import Agent, LLMAgent, PythonAgent, Registry, Tool
 from podium.errors import DefinitionError, InputError, Location
 from podium.model import AgentSpec, Call, Repeat, Step, Workflow
+from podium.model.callables import CallableRef, callable_name, import_callable
 from podium.model.state import BUILTIN_REDUCERS, ReduceFn, initial_value
-from podium.model.workflow import CallableRef, callable_name
 from podium.runtime.subworkflow import WorkflowAgent
 from podium.scheduler import estimates, recorded
 from podium.scheduler.plan import Plan
@@ -206,7 +206,7 @@ class _Binder:
         self.registry = Registry(workflow.routing)
         self.inline: dict[str, Agent] = {}  # one agent per distinct `uses`, shared by steps
         self._calls_without_input: dict[tuple[Agent | None, str | None], PreparedCall] = {}
-        self._search = [workflow.base_dir, *workflow.search_paths, str(Path.cwd())]
+        self._search = workflow.module_folders
         for spec in workflow.agents.values():
             agent: Agent | None = None
             if spec.workflow is not None:

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from podium.model import Step, Workflow
-from podium.model.workflow import callable_name
+from podium.model.callables import callable_name
 from podium.scheduler.plan import Plan, PlanStep, Priority
 
 DEFAULT_SECONDS = 1.0  # the duration of a step that declares no estimate

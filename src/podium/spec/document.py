@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from podium.errors import DefinitionError, Location
+from podium.model.callables import callable_name
 from podium.model.workflow import (
     MODEL_SETTINGS,
     PATTERN_OPTIONS,
@@ -37,13 +38,12 @@ from podium.model.workflow import (
     StateKey,
     Step,
     Workflow,
-    callable_name,
     step_with,
 )
 from podium.spec.durations import parse_duration
 from podium.spec.paths import Key, describe_type, path_text
 from podium.spec.schema import schema_problems, suggest
-from podium.spec.validate import sort_problems, validate_workflow
+from podium.spec.validate import callable_problems, sort_problems, validate_workflow
 
 __all__ = ["agents_from_document", "workflow_from_document", "workflow_to_document"]
 
@@ -86,7 +86,8 @@ def workflow_from_document(
     `locations` maps paths in `doc` to where they stand in `source`; without it problems name
     `source` alone. `problems` are earlier ones (from reading the file) to report together.
     Semantic checks (references, cycles, expressions) run only on a well-formed document, so
-    that a misspelt key does not also show up as a cascade of unknown steps.
+    that a misspelt key does not also show up as a cascade of unknown steps. A workflow found
+    wrong has its callables imported too, so that a missing module is reported with the rest.
     """
     found = list(problems or ())
     reader = _Reader(source, locations or {})
@@ -102,6 +103,7 @@ def workflow_from_document(
     workflow = reader.workflow(doc, base_dir)
     found.extend(reader.problems)
     if found:
+        found.extend(callable_problems(workflow))
         raise DefinitionError.collect(sort_problems(found))
     validate_workflow(workflow)
     return workflow

@@ -28,6 +28,7 @@ __all__ = [
     "IDENTIFIER",
     "bad_identifier",
     "catalog_schema",
+    "is_callable_path",
     "load_schema",
     "schema_problems",
     "suggest",
@@ -50,6 +51,16 @@ _TYPE_WORDS = {
     "null": "null",
 }
 _NAMED_BY_KEY = {"steps": "step id", "agents": "agent name"}
+
+
+def is_callable_path(text: str) -> bool:
+    """Whether `text` is written as a callable's import path, `module:attribute`."""
+    return _callable_path().fullmatch(text) is not None
+
+
+@functools.cache
+def _callable_path() -> re.Pattern[str]:
+    return re.compile(load_schema()["$defs"]["callable"]["pattern"])
 
 
 @functools.cache

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from podium.errors import CycleError, DefinitionError, Location
+from podium.model.callables import import_callable
+from podium.model.state import BUILTIN_REDUCERS
 from podium.model.workflow import TRIGGERS, Call, RetryPolicy, Step, Workflow
 from podium.spec.composition import (
     Ancestry,
@@ -30,7 +32,7 @@ from podium.spec.composition import (
 )
 from podium.spec.expressions import Template, compile_condition, compile_template
 from podium.spec.paths import Key, path_text
-from podium.spec.schema import IDENTIFIER, bad_identifier, suggest
+from podium.spec.schema import IDENTIFIER, bad_identifier, is_callable_path, suggest
 
 __all__ = ["Ancestry", "find_cycles", "sort_problems", "validate_workflow", "workflow_problems"]
 
@@ -51,12 +53,14 @@ def validate_workflow(wf: Workflow) -> None:
     """Raise `DefinitionError` listing every semantic problem of `wf`, located in its source.
 
     Sub-workflows given inline (a `Workflow`, not a file path) are checked too; a file is
-    read and checked when the workflow is prepared to run.
+    read and checked when the workflow is prepared to run. Callables are imported when the
+    workflow is prepared, or here when something else is wrong, to be reported together.
     """
     if _VALID.get(id(wf)) is wf:
         return
     problems = workflow_problems(wf)
     if problems:
+        problems.extend(callable_problems(wf))
         raise DefinitionError.collect(sort_problems(problems))
     _VALID[id(wf)] = wf
 
@@ -117,6 +121,42 @@ def workflow_problems(wf: Workflow) -> list[DefinitionError]:
     for child in children:
         if isinstance(child, Workflow):
             problems.extend(workflow_problems(child))
+    return problems
+
+
+def callable_problems(wf: Workflow) -> list[DefinitionError]:
+    """Every callable path in `wf` that cannot be imported, located where it is written.
+
+    Preparing a workflow to run imports its callables anyway; this is for a workflow found
+    wrong in other ways, so that one look at it reports a missing module too.
+    """
+    problems: list[DefinitionError] = []
+
+    def check(ref: object, *path: Key) -> None:
+        if isinstance(ref, str) and is_callable_path(ref):  # else the schema has said so
+            try:
+                import_callable(ref, search=wf.module_folders, where=wf.locate(*path))
+            except DefinitionError as exc:
+                problems.append(exc)
+
+    def check_steps(steps: Mapping[str, Step], *path: Key) -> None:
+        for step_id, step in steps.items():
+            at = (*path, "steps", step_id)
+            check(step.uses, *at, "uses")
+            for name, call in (("fallback", step.fallback), ("compensate", step.compensate)):
+                if call is not None:
+                    check(call.uses, *at, name, "uses")
+            if step.steps is not None:
+                check_steps(step.steps, *at)
+
+    for name, agent in wf.agents.items():
+        check(agent.uses, "agents", name, "uses")
+        for index, tool in enumerate(agent.model.tools if agent.model is not None else ()):
+            check(tool, "agents", name, "model", "tools", index)
+    for name, key in wf.state.items():
+        if key.reducer not in BUILTIN_REDUCERS:
+            check(key.reducer, "state", name, "reducer")
+    check_steps(wf.steps)
     return problems
 
 

@@ -1,0 +1,60 @@
+"""A Python callable named by its import path, `package.module:attribute`: both directions.
+
+A definition names its callables by path (`uses`, a model's `tools`, a state `reducer`), and
+the stored definition of a run writes the callables of a workflow built in code the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from podium.errors import DefinitionError, Location
+
+# A Python callable or its import path, "package.module:attribute".
+CallableRef = str | Callable[..., Any]
+
+
+def callable_name(ref: CallableRef | None) -> str:
+    """The import path of a callable reference (`module:qualname`), for display and storage."""
+    if ref is None or isinstance(ref, str):
+        return ref or ""
+    module = getattr(ref, "__module__", "?")
+    qualname = getattr(ref, "__qualname__", getattr(ref, "__name__", repr(ref)))
+    return f"{module}:{qualname}"
+
+
+def import_callable(path: str, *, search: Sequence[str], where: Location) -> Callable[..., Any]:
+    """Resolve `package.module:attribute` (attribute may be dotted), searching `search` first.
+
+    Raises `DefinitionError` at `where` naming what could not be found.
+    """
+    module_name, colon, attribute = path.partition(":")
+    if not colon or not module_name or not attribute:
+        raise DefinitionError(
+            f"{path!r} is not a callable path; write it as 'package.module:function'", where=where
+        )
+    for folder in reversed(search):
+        if folder and folder not in sys.path:
+            sys.path.insert(0, folder)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DefinitionError(f"cannot import module {module_name!r}: {exc}", where=where) from None
+    except Exception as exc:  # the module itself raised while importing
+        raise DefinitionError(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", where=where
+        ) from None
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise DefinitionError(
+                f"module {module_name!r} has no attribute {attribute!r}", where=where
+            ) from None
+    if not callable(target):
+        raise DefinitionError(f"{path!r} is not callable", where=where)
+    fn: Callable[..., Any] = target
+    return fn
