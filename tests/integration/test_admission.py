@@ -180,7 +180,7 @@ async def test_a_429_storm_halves_the_calls_at_once_then_lets_them_grow(tmp_path
 
 class CrowdedModel:
     """A chat endpoint (scripted, over HTTP) that answers 429 to a request made while more
-    than `capacity` are open, and "ok" after a short think otherwise."""
+    than `capacity` are open, and "ok" after a think of 0.2 s otherwise."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -196,7 +196,7 @@ class CrowdedModel:
         try:
             if crowded:
                 return Reply.error(429, "too many requests", retry_after=0.01)
-            time.sleep(0.1)
+            time.sleep(0.2)  # long enough that a blind client retries many times meanwhile
             return Reply.text("ok")
         finally:
             with self._lock:
