@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from podium.model.workflow import PatternSpec, RetryPolicy, Step, Workflow, step_with
+from podium.model.workflow import (
+    Approval,
+    Call,
+    PatternSpec,
+    Repeat,
+    RetryPolicy,
+    Step,
+    Workflow,
+    step_with,
+)
 from podium.spec import load_workflow, workflow_from_document, workflow_to_document
 
 WORKFLOW = """\
@@ -83,3 +92,45 @@ def test_pattern_options_left_unset_are_not_stored() -> None:
     options = {"agents": ["a"], "context": None}
     wf = Workflow(name="w", steps=[Step(id="p", pattern=PatternSpec("sequential", options))])
     assert workflow_to_document(wf)["steps"] == {"p": {"pattern": "sequential", "agents": ["a"]}}
+
+
+def test_every_field_a_step_sets_is_stored() -> None:
+    inner = Step(id="inner", uses="json:dumps")
+    step = Step(
+        id="s",
+        agent="a",
+        capability="c",
+        uses="json:dumps",
+        needs=("x",),
+        with_={"k": 1},
+        condition="true",
+        trigger="all_done",
+        for_each="${{ [1] }}",
+        max_parallel=2,
+        retry=RetryPolicy(attempts=3),
+        timeout=1.0,
+        continue_on_error=True,
+        description="d",
+        sleep=1.0,
+        wait_until="${{ 0 }}",
+        approval=Approval(prompt="ok?"),
+        deadline=2.0,
+        fallback=Call(uses="json:dumps"),
+        compensate=Call(uses="json:loads"),
+        workflow="child.yaml",
+        writes={"k": "${{ output }}"},
+        repeat=Repeat(until="true", max_iterations=2),
+        steps={"inner": inner},
+        pattern=PatternSpec("sequential", {"agents": ["a"]}),
+        estimate=3.0,
+        uses_resources={"gpu": 1},
+    )
+    unset = [
+        field.name
+        for field in dataclasses.fields(Step)
+        if getattr(step, field.name) == field.default and field.name != "id"
+    ]
+    assert not unset, f"give these fields a value that is not their default: {unset}"
+    stored = workflow_to_document(Workflow(name="w", steps=[step]))["steps"]["s"]
+    keys = {field.name for field in dataclasses.fields(Step)} - {"id", "with_", "condition"}
+    assert stored.keys() == keys | {"with", "if", "agents"}  # `agents`: the pattern's option

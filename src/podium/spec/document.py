@@ -59,8 +59,6 @@ _NOT_FOR_BUILTINS = ("with", "retry", "fallback", "compensate")
 _PATTERN_KEYS = tuple(dict.fromkeys(key for keys in PATTERN_OPTIONS.values() for key in keys))
 _PATTERN_KEY_SET = frozenset(_PATTERN_KEYS)
 _PATTERN_DURATIONS = ("agent_timeout", "max_seconds")
-# The fields of a step that are text as written, or else left at their default.
-_TEXT_FIELDS = ("agent", "capability", "uses", "for_each")
 # A literal time in `wait_until` (`2026-11-24T18:00:00Z`): kept as a quoted expression.
 _ISO_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ][0-9:.+\-Zz ]*)?")
 
@@ -195,13 +193,16 @@ def _agent_document(agent: AgentSpec) -> dict[str, Any]:
 
 
 def _step_document(step: Step) -> dict[str, Any]:
-    # Only the fields that differ from a default step: most steps set a few of them. A field
-    # a step does not set is the default itself, so `is` settles most of them at once.
+    # Only the fields that differ from a default step. A step read from a file holds just
+    # the fields it sets (`step_with`), one built in code every field: both are in `vars`.
     doc: dict[str, Any] = {}
-    for key, name, write in _STEP_KEYS:
-        value = getattr(step, name)
+    for name, value in vars(step).items():
+        writer = _STEP_WRITERS.get(name)
+        if writer is None:  # `id`, the key of the step; `pattern`, written below
+            continue
         default = _STEP_DEFAULTS[name]
         if value is not default and value is not None and value != default:
+            key, write = writer
             doc[key] = write(value)
     if step.pattern is not None:
         options = {"pattern": step.pattern.kind, **_plain(step.pattern.options)}
@@ -523,11 +524,10 @@ class _Reader:
     def step(
         self, step_id: str, doc: Mapping[str, Any], path: tuple[Key, ...] | None = None
     ) -> Step:
-        # Only what `doc` sets is read and given to the step (`step_with`): a workflow may
-        # hold many steps, and most set a few of their fields.
-        get = doc.get
+        # Only the keys `doc` has are read and given to the step (`step_with`): a workflow
+        # may hold many steps, and most set a few of their fields.
         path = ("steps", step_id) if path is None else path
-        builtin = next((key for key in _BUILTINS if get(key) is not None), None)
+        builtin = next((key for key in _BUILTINS if doc.get(key) is not None), None)
         if builtin is not None:
             for key in _NOT_FOR_BUILTINS:
                 if key in doc:
@@ -537,78 +537,22 @@ class _Reader:
                         key,
                     )
         fields: dict[str, Any] = {"id": step_id}
-        for key in _TEXT_FIELDS:
-            value = get(key)
-            if isinstance(value, str):
-                fields[key] = value
+        for key, value in doc.items():
+            reading = _STEP_READERS.get(key)
+            if reading is not None and value is not None:
+                name, read = reading
+                value = read(self, (*path, key), value)
+                if value is not None:
+                    fields[name] = value
         agent = None if builtin else fields.get("agent") or None
         retry, timeout = self.step_policies(path, doc, agent, builtin)
         if retry is not _DEFAULT_RETRY:
             fields["retry"] = retry
         if timeout is not None:
             fields["timeout"] = timeout
-        needs = get("needs")
-        if needs is not None:
-            fields["needs"] = (needs,) if isinstance(needs, str) else _names(needs)
-        value = get("with")
-        if value is not None:
-            fields["with_"] = value
-        value = get("if")
-        if isinstance(value, str | bool):
-            fields["condition"] = str(value).lower() if isinstance(value, bool) else value
-        value = get("trigger")
-        if value is not None and value in TRIGGERS:
-            fields["trigger"] = value
-        value = _integer(get("max_parallel"))
-        if value is not None:
-            fields["max_parallel"] = value
-        if get("continue_on_error") is True:
-            fields["continue_on_error"] = True
-        value = get("description")
-        if isinstance(value, str):
-            fields["description"] = value
-        value = get("sleep")
-        if value is not None:
-            fields["sleep"] = self.duration((*path, "sleep"), value)
-        value = get("wait_until")
-        if value is not None:
-            fields["wait_until"] = self.wait_until((*path, "wait_until"), value)
-        value = get("approval")
-        if value is not None:
-            fields["approval"] = self.approval((*path, "approval"), value)
-        value = get("deadline")
-        if value is not None:
-            fields["deadline"] = self.duration((*path, "deadline"), value, positive=True)
-        value = get("fallback")
-        if value is not None:
-            fields["fallback"] = _call(value)
-        value = get("compensate")
-        if value is not None:
-            fields["compensate"] = _call(value)
-        value = get("workflow")
-        if value is not None:
-            fields["workflow"] = self.child_workflow((*path, "workflow"), value)
-        value = get("writes")
-        if isinstance(value, Mapping):
-            fields["writes"] = value
-        value = get("repeat")
-        if value is not None:
-            fields["repeat"] = self.repeat(value)
-        value = get("steps")
-        if isinstance(value, Mapping):
-            fields["steps"] = {
-                str(sid): self.step(str(sid), _mapping(s), (*path, "steps", str(sid)))
-                for sid, s in value.items()
-            }
-        value = self.pattern(path, doc, get("pattern"))
-        if value is not None:
-            fields["pattern"] = value
-        value = get("estimate")
-        if value is not None:
-            fields["estimate"] = self.duration((*path, "estimate"), value, positive=True)
-        value = get("uses_resources")
-        if value is not None:
-            fields["uses_resources"] = _counts(value) or None
+        pattern = self.pattern(path, doc, doc.get("pattern"))
+        if pattern is not None:
+            fields["pattern"] = pattern
         return step_with(fields)
 
     def pattern(
@@ -796,35 +740,86 @@ def _steps_document(steps: Mapping[str, Step]) -> dict[str, Any]:
 _STEP_DEFAULTS: dict[str, Any] = {
     name: spec.default for name, spec in Step.__dataclass_fields__.items()
 }
-# A stored step's keys in the order they are written: the key, the `Step` field, and how
-# its value is written.
-_STEP_KEYS: tuple[tuple[str, str, Callable[[Any], Any]], ...] = (
-    ("agent", "agent", _as_is),
-    ("capability", "capability", _as_is),
-    ("uses", "uses", callable_name),
-    ("workflow", "workflow", _child_document),
-    ("sleep", "sleep", _as_is),
-    ("wait_until", "wait_until", _as_is),
-    ("approval", "approval", _approval_document),
-    ("needs", "needs", list),
-    ("with", "with_", _plain),
-    ("if", "condition", _as_is),
-    ("trigger", "trigger", _as_is),
-    ("for_each", "for_each", _as_is),
-    ("max_parallel", "max_parallel", _as_is),
-    ("retry", "retry", _retry_document),
-    ("timeout", "timeout", _as_is),
-    ("deadline", "deadline", _as_is),
-    ("fallback", "fallback", _call_document),
-    ("compensate", "compensate", _call_document),
-    ("continue_on_error", "continue_on_error", _as_is),
-    ("description", "description", _as_is),
-    ("writes", "writes", _plain),
-    ("repeat", "repeat", _repeat_document),
-    ("steps", "steps", _steps_document),
-    ("estimate", "estimate", _as_is),
-    ("uses_resources", "uses_resources", dict),
-)
+# How each `Step` field is stored: its key in the document, and how its value is written.
+_STEP_WRITERS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "agent": ("agent", _as_is),
+    "capability": ("capability", _as_is),
+    "uses": ("uses", callable_name),
+    "workflow": ("workflow", _child_document),
+    "sleep": ("sleep", _as_is),
+    "wait_until": ("wait_until", _as_is),
+    "approval": ("approval", _approval_document),
+    "needs": ("needs", list),
+    "with_": ("with", _plain),
+    "condition": ("if", _as_is),
+    "trigger": ("trigger", _as_is),
+    "for_each": ("for_each", _as_is),
+    "max_parallel": ("max_parallel", _as_is),
+    "retry": ("retry", _retry_document),
+    "timeout": ("timeout", _as_is),
+    "deadline": ("deadline", _as_is),
+    "fallback": ("fallback", _call_document),
+    "compensate": ("compensate", _call_document),
+    "continue_on_error": ("continue_on_error", _as_is),
+    "description": ("description", _as_is),
+    "writes": ("writes", _plain),
+    "repeat": ("repeat", _repeat_document),
+    "steps": ("steps", _steps_document),
+    "estimate": ("estimate", _as_is),
+    "uses_resources": ("uses_resources", dict),
+}
+
+
+def _substeps(reader: _Reader, path: tuple[Key, ...], value: Any) -> dict[str, Step] | None:
+    if not isinstance(value, Mapping):
+        return None
+    return {
+        str(sid): reader.step(str(sid), _mapping(s), (*path, str(sid))) for sid, s in value.items()
+    }
+
+
+def _condition(value: Any) -> str | None:
+    """An `if`: an expression, or a literal true or false (as YAML reads them)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return value if isinstance(value, str) else None
+
+
+_Read = Callable[[_Reader, tuple[Key, ...], Any], Any]
+# How a step's keys are read: the `Step` field, and its value from the key's (not null),
+# or None to leave the field at its default (the schema reports a value of the wrong type).
+# `retry`, `timeout` and a pattern's options are read apart: they depend on other keys.
+_STEP_READERS: dict[str, tuple[str, _Read]] = {
+    "agent": ("agent", lambda _, __, value: _optional_text(value)),
+    "capability": ("capability", lambda _, __, value: _optional_text(value)),
+    "uses": ("uses", lambda _, __, value: _optional_text(value)),
+    "for_each": ("for_each", lambda _, __, value: _optional_text(value)),
+    "needs": ("needs", lambda _, __, value: (value,) if isinstance(value, str) else _names(value)),
+    "with": ("with_", lambda _, __, value: value),
+    "if": ("condition", lambda _, __, value: _condition(value)),
+    "trigger": ("trigger", lambda _, __, value: value if value in TRIGGERS else None),
+    "max_parallel": ("max_parallel", lambda _, __, value: _integer(value)),
+    "continue_on_error": ("continue_on_error", lambda _, __, value: value is True or None),
+    "description": ("description", lambda _, __, value: _optional_text(value)),
+    "sleep": ("sleep", _Reader.duration),
+    "wait_until": ("wait_until", _Reader.wait_until),
+    "approval": ("approval", _Reader.approval),
+    "deadline": (
+        "deadline",
+        lambda reader, path, value: reader.duration(path, value, positive=True),
+    ),
+    "fallback": ("fallback", lambda _, __, value: _call(value)),
+    "compensate": ("compensate", lambda _, __, value: _call(value)),
+    "workflow": ("workflow", _Reader.child_workflow),
+    "writes": ("writes", lambda _, __, value: value if isinstance(value, Mapping) else None),
+    "repeat": ("repeat", lambda reader, _, value: reader.repeat(value)),
+    "steps": ("steps", _substeps),
+    "estimate": (
+        "estimate",
+        lambda reader, path, value: reader.duration(path, value, positive=True),
+    ),
+    "uses_resources": ("uses_resources", lambda _, __, value: _counts(value) or None),
+}
 
 
 def _call(value: Any) -> Call:
