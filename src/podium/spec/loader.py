@@ -19,6 +19,7 @@ from podium.errors import DefinitionError, Location
 from podium.model.workflow import Workflow
 from podium.spec.document import workflow_from_document
 from podium.spec.paths import Key
+from podium.spec.plain_yaml import read_plain
 
 if TYPE_CHECKING:
     from podium.spec.catalog import Catalog
@@ -169,12 +170,16 @@ def parse_yaml(
 def _quick_parse(text: str, source: str) -> tuple[Any, _Positions] | None:
     """The data and locations of an ordinary document, or None to take the thorough path.
 
-    Most files use none of YAML's rarer features, and their values can be built straight
-    from the parser's events: no node tree, no constructor. Anything out of the ordinary
+    Most files use none of YAML's rarer features. Those written in plain block YAML are
+    read without libyaml (`read_plain`); the others have their values built straight from
+    the parser's events: no node tree, no constructor. Anything out of the ordinary
     (anchors, aliases, tags, merge keys, duplicate or non-text keys, a value that cannot be
     read, deep nesting, several documents, a syntax error) returns None, and `parse_yaml`
     reads the text again the thorough way, which reports it exactly as it always has.
     """
+    plain = read_plain(text, max_depth=_QUICK_DEPTH, max_values=_MAX_VALUES)
+    if plain is not None:
+        return plain[0], _Positions(source, plain[1])
     loader = _Loader(text)
     try:
         return _quick_build(loader, source)
