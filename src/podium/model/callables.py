@@ -26,10 +26,12 @@ def callable_name(ref: CallableRef | None) -> str:
     return f"{module}:{qualname}"
 
 
-def import_callable(path: str, *, search: Sequence[str], where: Location) -> Callable[..., Any]:
+def import_callable(
+    path: str, *, search: Sequence[str], where: Location | None = None
+) -> Callable[..., Any]:
     """Resolve `package.module:attribute` (attribute may be dotted), searching `search` first.
 
-    Raises `DefinitionError` at `where` naming what could not be found.
+    Raises `DefinitionError` at `where` (if given) naming what could not be found.
     """
     module_name, colon, attribute = path.partition(":")
     if not colon or not module_name or not attribute:

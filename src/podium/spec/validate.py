@@ -131,13 +131,21 @@ def callable_problems(wf: Workflow) -> list[DefinitionError]:
     wrong in other ways, so that one look at it reports a missing module too.
     """
     problems: list[DefinitionError] = []
+    folders = wf.module_folders
+    failures: dict[str, str | None] = {}  # path -> why it cannot be imported: each tried once
 
     def check(ref: object, *path: Key) -> None:
-        if isinstance(ref, str) and is_callable_path(ref):  # else the schema has said so
+        if not (isinstance(ref, str) and is_callable_path(ref)):  # else the schema has said so
+            return
+        if ref not in failures:
             try:
-                import_callable(ref, search=wf.module_folders, where=wf.locate(*path))
+                import_callable(ref, search=folders)
+                failures[ref] = None
             except DefinitionError as exc:
-                problems.append(exc)
+                failures[ref] = str(exc)
+        why = failures[ref]
+        if why is not None:
+            problems.append(DefinitionError(why, where=wf.locate(*path)))
 
     def check_steps(steps: Mapping[str, Step], *path: Key) -> None:
         for step_id, step in steps.items():
