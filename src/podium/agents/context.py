@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+import msgspec
 
 from podium.model import RunHistory, Usage, Workflow
 
@@ -49,8 +50,7 @@ class Journal(Protocol):
 NO_USAGE = Usage()
 
 
-@dataclass(slots=True, kw_only=True)
-class StepContext:
+class StepContext(msgspec.Struct, kw_only=True):
     """Handed to a callable that has a parameter named `ctx`.
 
     `idempotency_key` is the same for every attempt of a unit and after a crash and resume:
@@ -62,6 +62,9 @@ class StepContext:
     An agent that calls other agents (a pattern, a model calling an agent as a tool) hands
     each one `ctx.within("turn-3")`: the same unit, with the calls it records, and the
     child runs it starts, named under `turn-3/`.
+
+    It is a msgspec Struct, not a dataclass, as one is made for every call: its `__init__`
+    is in C.
     """
 
     run_id: str
@@ -87,7 +90,7 @@ class StepContext:
         `agent` is who makes that call, when it is another agent (a pattern's participant,
         an agent called as a tool): what it records is counted as that agent's.
         """
-        return replace(
+        return msgspec.structs.replace(
             self,
             path=f"{self.path}{name}/",
             agent=agent or self.agent,

@@ -16,8 +16,10 @@ import inspect
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from podium.agents.context import StepContext
 from podium.agents.protocol import Agent
@@ -168,7 +170,7 @@ class Tool:
             if problem is not None:
                 where = "".join(f"[{p!r}]" for p in problem.absolute_path)
                 raise ToolArgumentsError(f"arguments{where}: {problem.message}")
-            return await agent.call(dict(arguments), replace(ctx, agent=agent.name))
+            return await agent.call(dict(arguments), msgspec.structs.replace(ctx, agent=agent.name))
 
         text = description or f"Ask the agent {agent.name}."
         return cls(name=agent.name, description=text, parameters=checked, handler=handler)

@@ -24,7 +24,6 @@ import sys
 from asyncio import Task
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -89,9 +88,8 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-@dataclass(slots=True)
-class _Ended:
-    """A call that returned or raised, waiting to be committed."""
+class _Ended(msgspec.Struct):
+    """A call that returned or raised, waiting to be committed (a Struct: cheap to make)."""
 
     unit: Unit
     agent: Agent | None  # None for a built-in step (a timer)
