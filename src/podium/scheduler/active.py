@@ -26,7 +26,7 @@ starts the next iteration or records `LoopEnded`, which settles the loop step.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -173,8 +173,12 @@ class ActiveRun:
         """Whether the step's trigger rule holds for its (settled) needs, and why not."""
         step = self._steps[step_id]
         state = self.state
-        if step.trigger == "all_success" and all(state[n] == "succeeded" for n in step.needs):
-            return True, ""  # the common case, answered without building a message
+        if step.trigger == "all_success":  # the common case, answered without a message
+            for need in step.needs:
+                if state[need] != "succeeded":
+                    break
+            else:
+                return True, ""
         statuses = [state[need] for need in step.needs]
         match step.trigger:
             case "all_success":
@@ -266,89 +270,110 @@ class ActiveRun:
 
     def apply(self, event: Event) -> None:
         """Fold one recorded event into the state."""
-        match event:
-            case StepStarted(step=step, index=index, attempt=attempt):
-                key = step_key(step, index)
-                if self.state[step] == "deciding":  # replaying: activation was implicit
-                    self._enter_active(step)
-                    if index is None:
-                        self._open += 1
-                prior = self._units.get(key)
-                if index is not None and prior is None:  # replaying a for_each item
-                    self._fanouts[step].next_index = max(self._fanouts[step].next_index, index + 1)
-                    self._fanouts[step].open += 1
-                    self._open += 1
-                self._units[key] = "running"
-                self._attempt[key] = attempt
-                self.in_flight += 1
-            case StepSucceeded(step=step, index=index, output=output):
-                self._unit_done(step, index, "done")
-                if index is None:
-                    self._settle(step, "succeeded", output)
-                else:
-                    fanout = self._fanouts[step]
-                    fanout.outputs[index] = output
-                    self._item_settled(step, fanout)
-            case (
-                StepAttemptFailed(step=step, index=index, attempt=attempt, retry_at=due)
-                | StepFellBack(step=step, index=index, attempt=attempt, at=due)
-            ):
-                key = step_key(step, index)
-                if self._units.get(key) == "running":
-                    self.in_flight -= 1
-                elif self._units.get(key) is None:  # replay of a unit queued implicitly
-                    self._replayed_unit(step, index)
-                self._units[key] = "backoff"
-                self._attempt[key] = attempt + 1
-                heapq.heappush(self._timers, (due, self._next_ticket(), step, index))
-            case StepFailed(step=step, index=index, error=error):
-                self._unit_done(step, index, "failed")
-                self._errors[step_key(step, index)] = error
-                if index is None:
-                    self._settle(step, "failed", None)
-                else:
-                    fanout = self._fanouts[step]
-                    fanout.failed = True
-                    self._item_settled(step, fanout)
-                if not self._steps[step].continue_on_error and self.halted_by is None:
-                    self._halt(step_key(step, index))
-            case StepSkipped(step=step, cause=cause):
-                self._skip_cause[step] = cause
-                self._deciding.pop(step, None)
-                self._held_decisions.pop(step, None)
-                self._settle(step, "skipped", None)
-            case StepExpanded(step=step, count=count):
-                self._enter_active(step)
-                fanout = self._fanouts[step] = _Fanout(count, outputs=[None] * count)
-                if count == 0:
-                    self._settle(step, "succeeded", [])
-                else:
-                    self._feed(step, fanout)
-            case IterationStarted(step=step, iteration=iteration):
-                self._start_iteration(step, iteration)
-            case LoopEnded(step=step, iterations=iterations, stopped=stopped, output=output):
-                self._deciding.pop(step, None)
-                self._held_decisions.pop(step, None)
-                status: StepState = "failed" if event.error is not None else "succeeded"
-                self._settle(step, status, output)
-                last = output[-1] if isinstance(output, list) and output else None
-                self.scope[step] = {
-                    "output": output,
-                    "status": status,
-                    "last": last,
-                    "iterations": iterations,
-                    "stopped": stopped,
-                }
-                if event.error is not None:
-                    self._errors[step] = event.error
-                    if not self._steps[step].continue_on_error and self.halted_by is None:
-                        self._halt(step)
-            case RunResumed(redrive=redrive):
-                self.recover()
-                if redrive:
-                    self._redrive()
-            case _:
-                pass
+        # Dispatched on the exact type, not by `match`: each class pattern is an `isinstance`,
+        # which msgspec's metaclass makes slow, and this runs for every event of a run.
+        fold = _FOLDS.get(type(event))
+        if fold is not None:
+            fold(self, event)
+
+    def _on_started(self, event: StepStarted) -> None:
+        step, index = event.step, event.index
+        key = step_key(step, index)
+        if self.state[step] == "deciding":  # replaying: activation was implicit
+            self._enter_active(step)
+            if index is None:
+                self._open += 1
+        prior = self._units.get(key)
+        if index is not None and prior is None:  # replaying a for_each item
+            self._fanouts[step].next_index = max(self._fanouts[step].next_index, index + 1)
+            self._fanouts[step].open += 1
+            self._open += 1
+        self._units[key] = "running"
+        self._attempt[key] = event.attempt
+        self.in_flight += 1
+
+    def _on_succeeded(self, event: StepSucceeded) -> None:
+        step, index = event.step, event.index
+        self._unit_done(step, index, "done")
+        if index is None:
+            self._settle(step, "succeeded", event.output)
+        else:
+            fanout = self._fanouts[step]
+            fanout.outputs[index] = event.output
+            self._item_settled(step, fanout)
+
+    def _on_attempt_failed(self, event: StepAttemptFailed) -> None:
+        self._back_off(event.step, event.index, event.attempt, event.retry_at)
+
+    def _on_fell_back(self, event: StepFellBack) -> None:
+        self._back_off(event.step, event.index, event.attempt, event.at)
+
+    def _back_off(self, step: str, index: int | None, attempt: int, due: float) -> None:
+        """The unit goes again at `due`, as its next attempt."""
+        key = step_key(step, index)
+        if self._units.get(key) == "running":
+            self.in_flight -= 1
+        elif self._units.get(key) is None:  # replay of a unit queued implicitly
+            self._replayed_unit(step, index)
+        self._units[key] = "backoff"
+        self._attempt[key] = attempt + 1
+        heapq.heappush(self._timers, (due, self._next_ticket(), step, index))
+
+    def _on_failed(self, event: StepFailed) -> None:
+        step, index = event.step, event.index
+        self._unit_done(step, index, "failed")
+        self._errors[step_key(step, index)] = event.error
+        if index is None:
+            self._settle(step, "failed", None)
+        else:
+            fanout = self._fanouts[step]
+            fanout.failed = True
+            self._item_settled(step, fanout)
+        if not self._steps[step].continue_on_error and self.halted_by is None:
+            self._halt(step_key(step, index))
+
+    def _on_skipped(self, event: StepSkipped) -> None:
+        step = event.step
+        self._skip_cause[step] = event.cause
+        self._deciding.pop(step, None)
+        self._held_decisions.pop(step, None)
+        self._settle(step, "skipped", None)
+
+    def _on_expanded(self, event: StepExpanded) -> None:
+        step, count = event.step, event.count
+        self._enter_active(step)
+        fanout = self._fanouts[step] = _Fanout(count, outputs=[None] * count)
+        if count == 0:
+            self._settle(step, "succeeded", [])
+        else:
+            self._feed(step, fanout)
+
+    def _on_iteration_started(self, event: IterationStarted) -> None:
+        self._start_iteration(event.step, event.iteration)
+
+    def _on_loop_ended(self, event: LoopEnded) -> None:
+        step, output = event.step, event.output
+        self._deciding.pop(step, None)
+        self._held_decisions.pop(step, None)
+        status: StepState = "failed" if event.error is not None else "succeeded"
+        self._settle(step, status, output)
+        last = output[-1] if isinstance(output, list) and output else None
+        self.scope[step] = {
+            "output": output,
+            "status": status,
+            "last": last,
+            "iterations": event.iterations,
+            "stopped": event.stopped,
+        }
+        if event.error is not None:
+            self._errors[step] = event.error
+            if not self._steps[step].continue_on_error and self.halted_by is None:
+                self._halt(step)
+
+    def _on_resumed(self, event: RunResumed) -> None:
+        self.recover()
+        if event.redrive:
+            self._redrive()
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -536,6 +561,22 @@ class ActiveRun:
             self._units[step_key(step, index)] = "queued"
             self._open += 1
             self._push_entry(step, index)
+
+
+# How each kind of event folds into the state; the others (run and call records, state
+# writes, approvals) change nothing the scheduler keeps.
+_FOLDS: dict[type[Event], Callable[[ActiveRun, Any], None]] = {
+    StepStarted: ActiveRun._on_started,
+    StepSucceeded: ActiveRun._on_succeeded,
+    StepAttemptFailed: ActiveRun._on_attempt_failed,
+    StepFellBack: ActiveRun._on_fell_back,
+    StepFailed: ActiveRun._on_failed,
+    StepSkipped: ActiveRun._on_skipped,
+    StepExpanded: ActiveRun._on_expanded,
+    IterationStarted: ActiveRun._on_iteration_started,
+    LoopEnded: ActiveRun._on_loop_ended,
+    RunResumed: ActiveRun._on_resumed,
+}
 
 
 def _split_key(key: str, fanouts: dict[str, _Fanout]) -> tuple[str, int | None]:

@@ -33,17 +33,20 @@ def check_seqs(run_id: str, events: Sequence[Event], next_seq: int) -> None:
 
 def status_after(events: Sequence[Event]) -> RunStatus | None:
     """The run's status once `events` are applied, or None if they do not change it."""
-    status: RunStatus | None = None
-    for event in events:
-        if not isinstance(event, _RUN_EVENTS):  # most batches: step events only
-            continue
-        if isinstance(event, RunFinished):
-            status = event.status
-        elif isinstance(event, RunWaiting):
-            status = "waiting"
-        else:
-            status = "running"
-    return status
+    # The last run event decides. Events are matched by exact type, not `isinstance`: a
+    # msgspec class's metaclass makes every `isinstance` on it take the slow path, and this
+    # runs on every batch.
+    for event in reversed(events):
+        if type(event) is RunFinished:
+            return event.status
+        status = _STATUS_BY_EVENT.get(type(event))
+        if status is not None:
+            return status
+    return None
 
 
-_RUN_EVENTS = (RunStarted, RunResumed, RunFinished, RunWaiting)
+_STATUS_BY_EVENT: dict[type[Event], RunStatus] = {
+    RunStarted: "running",
+    RunResumed: "running",
+    RunWaiting: "waiting",
+}
