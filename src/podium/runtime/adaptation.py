@@ -232,20 +232,21 @@ class Controller:
         `error` None is a success; a child run that waits for a person counts as one too.
         """
         freed = self.admission.released(key, tokens, now)
-        changes: list[Change | CircuitChange | None] = [
-            self._circuits.finished(agent, ok=error is None, now=now)
-        ]
+        changes: list[Change | CircuitChange] = []
+        circuit = self._circuits.finished(agent, ok=error is None, now=now)
+        if circuit is not None:
+            changes.append(circuit)
         if self._rate is not None:
-            changes.append(
-                self._rate.after_call(
-                    self.endpoint(agent),
-                    rate_limited=isinstance(error, RateLimited),
-                    started=started,
-                    now=now,
-                    ceiling=self._ceiling.get(agent),
-                )
+            change = self._rate.after_call(
+                self.endpoint(agent),
+                rate_limited=isinstance(error, RateLimited),
+                started=started,
+                now=now,
+                ceiling=self._ceiling.get(agent),
             )
-        return freed, [change for change in changes if change is not None]
+            if change is not None:
+                changes.append(change)
+        return freed, changes
 
     def next_due(self, now: float) -> float | None:
         return self.admission.next_refill(now)

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import msgspec
 
 from podium.agents import Agent, StepContext
+from podium.agents.context import NO_USAGE
 from podium.errors import (
     AgentError,
     ChildWaiting,
@@ -706,11 +707,12 @@ class Execution:
         except Exception as exc:  # the agent's own failure; cancellation passes through
             ended.error = exc
         ended.seconds = loop.time() - began
-        ended.cost = ctx.usage.cost + ctx.spent.cost
-        ended.tokens = ctx.usage.tokens + ctx.spent.tokens
-        if ctx.usage.tokens or ctx.usage.cost:
-            ended.usage = ctx.usage
-            self._policy.add_usage(ctx.usage)
+        if ctx.usage is not NO_USAGE or ctx.spent is not NO_USAGE:  # it consumed something
+            ended.cost = ctx.usage.cost + ctx.spent.cost
+            ended.tokens = ctx.usage.tokens + ctx.spent.tokens
+            if ctx.usage.tokens or ctx.usage.cost:
+                ended.usage = ctx.usage
+                self._policy.add_usage(ctx.usage)
         self._ended.append(ended)
         self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
         self._poke()
@@ -731,7 +733,8 @@ class Execution:
                 cost = 0.0 if waiting else ended.cost
                 registry.finished(ended.agent, ok=ok, seconds=ended.seconds, cost=cost)
                 completions.extend(self._released(ended, ok=ok, now=now))
-            if isinstance(ended.error, ChildWaiting):  # no outcome yet: the unit waits
+            if waiting:  # no outcome yet: the unit waits
+                assert isinstance(ended.error, ChildWaiting)
                 self._children_waiting[ended.unit.key] = ended.error.run_id
                 continue
             completions.extend(self._completion(ended, now))
