@@ -49,11 +49,11 @@ class Ancestry:
     """
 
     def __init__(self, steps: Mapping[str, Step]) -> None:
-        self._needs = {sid: [n for n in step.needs if n in steps] for sid, step in steps.items()}
+        self._steps = steps
         self._ancestors: dict[str, frozenset[str]] = {}
 
     def is_upstream(self, candidate: str, *, of: str) -> bool:
-        if candidate in self._needs.get(of, ()):
+        if candidate in self._needs(of):
             return True
         return candidate in self.ancestors(of)
 
@@ -65,14 +65,20 @@ class Ancestry:
         known = self._ancestors.get(step)
         if known is None:
             seen: set[str] = set()
-            pending = list(self._needs.get(step, ()))
+            pending = self._needs(step)
             while pending:
                 need = pending.pop()
                 if need not in seen:
                     seen.add(need)
-                    pending.extend(self._needs[need])
+                    pending.extend(self._needs(need))
             known = self._ancestors[step] = frozenset(seen)
         return known
+
+    def _needs(self, step_id: str) -> list[str]:
+        """The known steps `step_id` needs (asked for when needed: most steps never are)."""
+        step = self._steps.get(step_id)
+        steps = self._steps
+        return [] if step is None else [need for need in step.needs if need in steps]
 
 
 Reading = Literal["ok", "unknown", "not upstream"]

@@ -442,7 +442,8 @@ def _check_step_expressions(
     for name, call in (("fallback", step.fallback), ("compensate", step.compensate)):
         if call is not None:
             fields.append(((name, "with"), call.with_))
-    fields.extend((("writes", key), value) for key, value in (step.writes or {}).items())
+    if step.writes:
+        fields.extend((("writes", key), value) for key, value in step.writes.items())
     if step.repeat is not None and isinstance(step.repeat.until, str):
         fields.append((("repeat", "until"), step.repeat.until))
     for field, value in fields:
