@@ -13,6 +13,7 @@ import gc
 import json
 import os
 import platform
+import sqlite3
 import sys
 import tempfile
 import time
@@ -93,6 +94,35 @@ def timed_async(fn: Callable[[int], Any], n: int) -> float:
     return time.perf_counter() - began
 
 
+def commit_floor(folder: Path, n: int = 2_000) -> float:
+    """Seconds for one bare SQLite write transaction on this machine's disk, as podium makes
+    them: WAL, `synchronous=NORMAL`, `BEGIN IMMEDIATE`, two small rows, `COMMIT`.
+
+    A chain commits each completion before its dependent starts, so this is a floor of the
+    durable chain that no engine can go under; it varies far more between machines (system
+    calls, file system) than the asyncio floor does.
+    """
+    conn = sqlite3.connect(folder / f"floor-{time.time_ns()}.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(
+            "CREATE TABLE events (run_id TEXT, seq INTEGER, body BLOB,"
+            " PRIMARY KEY (run_id, seq)) WITHOUT ROWID"
+        )
+        body = b"x" * 100
+        began = time.perf_counter()
+        for seq in range(0, 2 * n, 2):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(
+                "INSERT INTO events VALUES (?, ?, ?)", [("r", seq, body), ("r", seq + 1, body)]
+            )
+            conn.execute("COMMIT")
+        return (time.perf_counter() - began) / n
+    finally:
+        conn.close()
+
+
 def best_of(repeats: int, measure: Callable[[], float]) -> float:
     return min(measure() for _ in range(repeats))
 
@@ -137,9 +167,12 @@ def main() -> None:
             for shape, build in (("chain", chain_yaml), ("fanout", fanout_yaml)):
                 peak = peak_memory(build(n), n, folder)
                 results["engine"][f"{shape}/memory/{n}"]["peak_bytes_per_step"] = peak // n
+        commit = best_of(3, partial(commit_floor, folder))
+    results["sqlite_commit_floor_us"] = round(commit * 1e6, 2)
     print(f"{'workload':<16}{'N':>8}{'µs/step':>10}{'× floor':>9}")
     for name, n, micros, ratio in rows:
         print(f"{name:<16}{n:>8}{micros:>10.1f}{ratio:>9.1f}")
+    print(f"SQLite commit on this disk: {commit * 1e6:.1f} µs (a floor of the durable chain)")
     for key, figures in results["engine"].items():
         if "peak_bytes_per_step" in figures:
             print(f"memory {key}: {figures['peak_bytes_per_step']} bytes per step at peak")
