@@ -727,15 +727,14 @@ class Execution:
             ended = self._ended.popleft()
             # A child run that waits for a person: its call went well but is not over, so
             # it counts as a success and its cost is not counted yet.
-            waiting = isinstance(ended.error, ChildWaiting)
+            waiting = ended.error if isinstance(ended.error, ChildWaiting) else None
             if ended.agent is not None:
-                ok = waiting or ended.error is None
-                cost = 0.0 if waiting else ended.cost
+                ok = waiting is not None or ended.error is None
+                cost = 0.0 if waiting is not None else ended.cost
                 registry.finished(ended.agent, ok=ok, seconds=ended.seconds, cost=cost)
                 completions.extend(self._released(ended, ok=ok, now=now))
-            if waiting:  # no outcome yet: the unit waits
-                assert isinstance(ended.error, ChildWaiting)
-                self._children_waiting[ended.unit.key] = ended.error.run_id
+            if waiting is not None:  # no outcome yet: the unit waits
+                self._children_waiting[ended.unit.key] = waiting.run_id
                 continue
             completions.extend(self._completion(ended, now))
         for unit, decision in self._approvals.decisions(now):
