@@ -29,7 +29,9 @@ Reading = tuple[Any, Positions]
 
 
 def plain(text: str, *, max_values: int = 1_000_000) -> Reading | None:
-    return read_plain(text, max_depth=64, max_values=max_values)
+    """What `read_plain` reads, with its positions (found by reading the text again)."""
+    reading = read_plain(text, max_depth=64, max_values=max_values)
+    return None if reading is None else (reading[0], reading[1]())
 
 
 def from_events(text: str) -> Reading | None:
@@ -52,6 +54,12 @@ def read_as_libyaml_does(text: str) -> Reading | None:
     reading = plain(text)
     if reading is not None:
         assert reading == from_events(text), text
+        # Positions are recorded while reading only when the text is as long as `max_values`,
+        # for `read_plain` counts on each position but one standing at a character of its own.
+        positions = reading[1]
+        assert len(positions) <= len(text) + 1, text
+        recorded = plain(text, max_values=len(text))
+        assert recorded == (reading if len(positions) <= len(text) else None), text
     return reading
 
 

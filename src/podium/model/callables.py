@@ -27,36 +27,43 @@ def callable_name(ref: CallableRef | None) -> str:
 
 
 def import_callable(
-    path: str, *, search: Sequence[str], where: Location | None = None
+    path: str, *, search: Sequence[str], where: Location | Callable[[], Location] | None = None
 ) -> Callable[..., Any]:
     """Resolve `package.module:attribute` (attribute may be dotted), searching `search` first.
 
-    Raises `DefinitionError` at `where` (if given) naming what could not be found.
+    Raises `DefinitionError` at `where` (if given) naming what could not be found. `where` may
+    be a function that finds the location: it is called only then.
     """
+    try:
+        return _imported(path, search)
+    except _Missing as missing:
+        at = where() if callable(where) else where
+        raise DefinitionError(str(missing), where=at) from None
+
+
+class _Missing(Exception):
+    """What `_imported` could not find, and why."""
+
+
+def _imported(path: str, search: Sequence[str]) -> Callable[..., Any]:
     module_name, colon, attribute = path.partition(":")
     if not colon or not module_name or not attribute:
-        raise DefinitionError(
-            f"{path!r} is not a callable path; write it as 'package.module:function'", where=where
-        )
+        raise _Missing(f"{path!r} is not a callable path; write it as 'package.module:function'")
     for folder in reversed(search):
         if folder and folder not in sys.path:
             sys.path.insert(0, folder)
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise DefinitionError(f"cannot import module {module_name!r}: {exc}", where=where) from None
+        raise _Missing(f"cannot import module {module_name!r}: {exc}") from None
     except Exception as exc:  # the module itself raised while importing
-        raise DefinitionError(
-            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", where=where
-        ) from None
+        raise _Missing(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from None
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise DefinitionError(
-                f"module {module_name!r} has no attribute {attribute!r}", where=where
-            ) from None
+            raise _Missing(f"module {module_name!r} has no attribute {attribute!r}") from None
     if not callable(target):
-        raise DefinitionError(f"{path!r} is not callable", where=where)
+        raise _Missing(f"{path!r} is not callable")
     fn: Callable[..., Any] = target
     return fn

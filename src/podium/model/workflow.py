@@ -481,7 +481,7 @@ class Workflow:
             "adaptation": adaptation or Adaptation(),
             "source": source,
             "base_dir": base_dir or str(Path.cwd()),
-            "locations": locations or {},
+            "locations": {} if locations is None else locations,
             "search_paths": tuple(search_paths),
         }
         for key, value in fields.items():

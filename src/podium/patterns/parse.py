@@ -14,6 +14,7 @@ wrong path is reported before the run starts rather than in the middle of it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -208,7 +209,7 @@ class _Reader:
     def function(self, path: Path, ref: Any) -> Callable[..., Any]:
         if not isinstance(ref, str):
             raise self.fail(path, f"{path[-1]} must be a 'package.module:function' path")
-        return import_callable(ref, search=self.search, where=self.locate(path))
+        return import_callable(ref, search=self.search, where=functools.partial(self.locate, path))
 
     def agent_or_function(
         self, key: str, value: str | None, words: tuple[str, ...]

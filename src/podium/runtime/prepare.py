@@ -6,6 +6,7 @@ plan, and reports all problems together as one `DefinitionError` — before anyt
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -191,7 +192,9 @@ def _prepare(workflow: Workflow) -> Prepared:
         plan=Plan.from_workflow(workflow),
         registry=binder.registry,
         steps=steps,
-        output=compile_template(workflow.output, where=workflow.locate("output")),
+        output=compile_template(
+            workflow.output, where=lambda path: workflow.locate("output", *path)
+        ),
         body_steps=body_steps,
         state=state,
     )
@@ -210,8 +213,7 @@ class _Binder:
         for spec in workflow.agents.values():
             agent: Agent | None = None
             if spec.workflow is not None:
-                where = workflow.locate("agents", spec.name, "workflow")
-                child = self._child_workflow(spec.workflow, where)
+                child = self._child_workflow(spec.workflow, "agents", spec.name, "workflow")
                 if child is not None:
                     agent = WorkflowAgent(
                         child,
@@ -260,14 +262,16 @@ class _Binder:
             agent = self.registry.agents.get(spec.name)
             if spec.model is None or not isinstance(agent, LLMAgent):
                 continue
-            where = self.workflow.locate("agents", spec.name, "model", "agent_tools")
+            where = functools.partial(
+                self.workflow.locate, "agents", spec.name, "model", "agent_tools"
+            )
             tools: list[Tool] = []
             for name in spec.model.agent_tools:
                 other = self.registry.agents.get(name)
                 if name not in self.workflow.agents:
                     known = ", ".join(self.workflow.agents)
                     message = f"agent {spec.name}: no agent {name!r} to call as a tool ({known})"
-                    self.problems.append(DefinitionError(message, where=where))
+                    self.problems.append(DefinitionError(message, where=where()))
                 elif other is not None:  # else it could not be built: that is reported
                     takes = None
                     if isinstance(other, WorkflowAgent):
@@ -279,13 +283,14 @@ class _Binder:
             try:
                 agent.add_tools(tools)
             except DefinitionError as exc:
-                self.problems.append(DefinitionError(str(exc), where=where))
+                self.problems.append(DefinitionError(str(exc), where=where()))
 
     def _resolve(self, ref: CallableRef, *path: str | int) -> Any:
         if not isinstance(ref, str):
             return ref
         try:
-            return import_callable(ref, search=self._search, where=self.workflow.locate(*path))
+            where = functools.partial(self.workflow.locate, *path)
+            return import_callable(ref, search=self._search, where=where)
         except DefinitionError as exc:
             self.problems.append(exc)
             return None
@@ -320,7 +325,7 @@ class _Binder:
 
     def child(self, ref: str | Workflow, with_: Any, *path: str) -> PreparedCall:
         """The call of a `workflow` step: the child workflow, loaded and prepared."""
-        child = self._child_workflow(ref, self.workflow.locate(*path, "workflow"))
+        child = self._child_workflow(ref, *path, "workflow")
         agent: Agent | None = None
         if child is not None:
             # Steps naming the same file share one agent; a child given inline or in code is
@@ -365,8 +370,8 @@ class _Binder:
             payload=compile_template(step.with_, where=self._at(*path, "with")),
         )
 
-    def _child_workflow(self, ref: str | Workflow, where: Location) -> Workflow | None:
-        """The child workflow `ref` names, prepared (so its mistakes count as ours)."""
+    def _child_workflow(self, ref: str | Workflow, *path: str) -> Workflow | None:
+        """The child workflow `ref` (at `path`) names, prepared (so its mistakes count as ours)."""
         child: Workflow | None = None
         if isinstance(ref, str):
             file = Path(self.workflow.base_dir) / ref
@@ -376,10 +381,11 @@ class _Binder:
                 self.problems.append(
                     DefinitionError(
                         f"sub-workflows include each other: {' -> '.join([*names, file.name])}",
-                        where=where,
+                        where=self.workflow.locate(*path),
                     )
                 )
             elif not file.is_file():
+                where = self.workflow.locate(*path)
                 self.problems.append(DefinitionError(f"no workflow file {ref!r}", where=where))
             else:
                 child = self._load(file)

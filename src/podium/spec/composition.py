@@ -9,7 +9,7 @@ the group step reads them. Two steps that may run at the same time must not both
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -187,28 +187,31 @@ def scope_problems(
     loop: Step | None,
     field: tuple[Key, ...],
     template: Template,
-    where: Location,
+    where: Callable[[], Location],
 ) -> Iterator[DefinitionError]:
-    """Names read where they do not exist: `output`, `loop`, and undeclared state keys."""
+    """Names read where they do not exist: `output`, `loop`, and undeclared state keys.
+
+    `where` finds the location of `field`, wanted only when there is a problem.
+    """
     what = ".".join(map(str, field))
     if "output" in template.names and field[0] not in ("writes", "repeat"):
         yield DefinitionError(
             f"step {step.id!r} reads output in its {what}; output exists only in `writes` "
             "and `repeat.until` (elsewhere, read steps.<id>.output)",
-            where=where,
+            where=where(),
         )
     in_loop = loop is not None or (step.repeat is not None and field[0] != "if")
     if "loop" in template.names and not in_loop:
         yield DefinitionError(
             f"step {step.id!r} reads loop in its {what}; loop exists only in a repeated step "
             "and in the steps of a group",
-            where=where,
+            where=where(),
         )
     for key in sorted(template.state_keys - wf.state.keys()):
         yield DefinitionError(
             f"step {step.id!r} reads state.{key}, which is not a declared state key"
             f"{suggest(key, wf.state)}: declare it under `state:`",
-            where=where,
+            where=where(),
         )
 
 

@@ -88,7 +88,7 @@ def workflow_from_document(
     wrong has its callables imported too, so that a missing module is reported with the rest.
     """
     found = list(problems or ())
-    reader = _Reader(source, locations or {})
+    reader = _Reader(source, {} if locations is None else locations)
     if not isinstance(doc, Mapping):
         found.append(
             DefinitionError(

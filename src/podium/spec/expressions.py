@@ -117,20 +117,19 @@ def compile_condition(text: str | bool, *, where: Where) -> Template:
     """
     if isinstance(text, bool):
         return Template(text, None)
-    location = _place(where, ())
     try:
         parts = _split(text)
     except ValueError as exc:
-        raise DefinitionError(str(exc), where=location) from None
+        raise DefinitionError(str(exc), where=_place(where, ())) from None
     expressions = [part for part in parts if isinstance(part, _Source)]
     if not expressions:
-        return compile_template(f"{_OPEN} {text} {_CLOSE}", where=location)
+        return compile_template(f"{_OPEN} {text} {_CLOSE}", where=where)
     if len(expressions) > 1 or any(p.strip() for p in parts if not isinstance(p, _Source)):
         raise DefinitionError(
             f"{text!r}: a condition must be one expression, `${{{{ expr }}}}` or plain `expr`",
-            where=location,
+            where=_place(where, ()),
         )
-    return compile_template(text.strip(), where=location)
+    return compile_template(text.strip(), where=where)
 
 
 def _place(where: Where, path: tuple[Key, ...]) -> Location:

@@ -9,7 +9,7 @@ Whatever the bytes, the result is a `Workflow` or a `DefinitionError`, never a t
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -42,17 +42,25 @@ _T = TypeVar("_T")
 
 
 class _Positions(Mapping[tuple[Key, ...], Location]):
-    """Where each path stands, kept as (line, column) and made a `Location` when asked.
+    """Where each path stands, found by `find` when first asked for, kept as (line, column)
+    and made a `Location` when asked.
 
     A file has a position for every key and item, and a valid one is asked for almost none,
-    so making each `Location` up front would be most of the cost of keeping them.
+    so finding them, or making each `Location`, up front would be most of their cost.
     """
 
-    __slots__ = ("_positions", "_source")
+    __slots__ = ("_find", "_found", "_source")
 
-    def __init__(self, source: str, positions: dict[tuple[Key, ...], tuple[int, int]]) -> None:
+    def __init__(self, source: str, find: Callable[[], dict[tuple[Key, ...], tuple[int, int]]]):
         self._source = source
-        self._positions = positions
+        self._find = find
+        self._found: dict[tuple[Key, ...], tuple[int, int]] | None = None
+
+    @property
+    def _positions(self) -> dict[tuple[Key, ...], tuple[int, int]]:
+        if self._found is None:
+            self._found = self._find()
+        return self._found
 
     def __getitem__(self, path: tuple[Key, ...]) -> Location:
         line, column = self._positions[path]
@@ -277,7 +285,7 @@ def _quick_build(loader: Any, source: str) -> tuple[Any, _Positions] | None:
         return None
     if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent:
         return None
-    return value, _Positions(source, positions)
+    return value, _Positions(source, lambda: positions)
 
 
 def _character(character: Any) -> str:

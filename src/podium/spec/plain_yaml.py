@@ -15,6 +15,8 @@ the careful way.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Final
 
 import yaml
@@ -77,28 +79,50 @@ class _NotPlain(Exception):
     """The text uses YAML this reader leaves to the careful path."""
 
 
-def read_plain(text: str, *, max_depth: int, max_values: int) -> tuple[Any, Positions] | None:
-    """The data in `text` and where each key and list item stands, or None if not plain.
+def read_plain(
+    text: str, *, max_depth: int, max_values: int
+) -> tuple[Any, Callable[[], Positions]] | None:
+    """The data in `text`, and how to find where each key and list item stands; or None if
+    the text is not plain.
 
+    Positions are wanted only to report a problem, and recording them costs a third of the
+    reading, so the text is read again, with them, when they are first asked for.
     None also when collections nest deeper than `max_depth` or the document holds more than
     `max_values` values, limits the careful path knows how to report. Never raises.
     """
     if None in _LOADER.yaml_implicit_resolvers:
         return None  # a resolver for every value: leave each to the careful path
+    lines = _lines(text)
+    # Each position but the document's belongs to a character of its own (a dash, the first
+    # of a key, of a flow item), so only a text this long can hold more than `max_values`
+    # values: its positions are recorded now, to be counted.
+    found: Positions | None = {} if len(text) >= max_values else None
+    try:
+        value = _Reader(max_depth, found).block(lines)
+    except Exception:  # whatever it is, the careful path reads or reports it properly
+        return None
+    if found is None:
+        return value, partial(_positions, text, max_depth)
+    if len(found) > max_values:  # each key and list item stands for one value
+        return None
+    return value, lambda: found
+
+
+def _lines(text: str) -> list[str]:
     if "\r" in text:
         text = text.replace("\r\n", "\n")  # one line break, as in YAML; a lone "\r" is refused
     lines = text.split("\n")
     head = _HEAD.match(text)
     if head is not None:
         lines[head.group().count("\n") - 1] = ""  # the `---` that starts the one document
-    reader = _Reader(max_depth)
-    try:
-        value = reader.block(lines)
-    except Exception:  # whatever it is, the careful path reads or reports it properly
-        return None
-    if len(reader.positions) > max_values:  # each key and list item stands for one value
-        return None
-    return value, reader.positions
+    return lines
+
+
+def _positions(text: str, max_depth: int) -> Positions:
+    """Where each key and list item of `text`, read once already, stands."""
+    found: Positions = {}
+    _Reader(max_depth, found).block(_lines(text))
+    return found
 
 
 _ABSENT: Final = object()  # the value of a line that ends with `key:` or `-`
@@ -113,13 +137,14 @@ _BLANK: _Shape = (-1, False, (), None, 0, _ABSENT, 0)
 
 
 class _Reader:
-    """One document read line by line, with the positions of what it has read so far."""
+    """One document read line by line, recording in `positions` (unless None) where each key
+    and list item it has read stands."""
 
     __slots__ = ("max_depth", "positions")
 
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, positions: Positions | None) -> None:
         self.max_depth = max_depth
-        self.positions: Positions = {}
+        self.positions = positions
 
     def block(self, lines: list[str]) -> Any:
         """The document in `lines`."""
@@ -170,7 +195,7 @@ class _Reader:
                 column > column_now or (column == column_now and is_map and not starts_map)
             ):
                 container[entry] = null  # `key:` or `-` with nothing below
-                if not is_map:
+                if positions is not None and not is_map:
                     positions[path] = (dash_line, column_now + 2)
                 pending = False
             if not pending and (column != column_now or starts_map != is_map):
@@ -186,7 +211,7 @@ class _Reader:
                         raise _NotPlain("nested too deeply")
                     opened: Any = []
                     container[entry] = opened
-                    if not is_map:
+                    if positions is not None and not is_map:
                         positions[path] = (number, dash + 1)
                     stack.append((column_now, container, base, is_map))
                     column_now, container, base, is_map = dash, opened, path, False
@@ -201,7 +226,7 @@ class _Reader:
                         raise _NotPlain("nested too deeply")
                     opened = {}
                     container[entry] = opened
-                    if not is_map:
+                    if positions is not None and not is_map:
                         positions[path] = (number, key_at)
                     stack.append((column_now, container, base, is_map))
                     column_now, container, base, is_map = key_at - 1, opened, path, True
@@ -209,7 +234,8 @@ class _Reader:
                     raise _NotPlain(key)  # the careful path reports a duplicate key
                 entry = key
                 path = base + (key,)  # noqa: RUF005 (cheaper than unpacking `base`)
-                positions[path] = (number, key_at)
+                if positions is not None:
+                    positions[path] = (number, key_at)
                 pending = True
             if value is not _ABSENT:
                 if value is _FLOW:
@@ -217,14 +243,14 @@ class _Reader:
                     if not _FLOW_END.fullmatch(line, end):
                         raise _NotPlain(line)
                 container[entry] = value
-                if not is_map:
+                if positions is not None and not is_map:
                     positions[path] = (number, value_at)
                 pending = False
         if pending:
             if column_now < 0:
                 raise _NotPlain("an empty document")
             container[entry] = null
-            if not is_map:
+            if positions is not None and not is_map:
                 positions[path] = (dash_line, column_now + 2)
         return document[0]
 
@@ -234,6 +260,7 @@ class _Reader:
         """The flow collection whose bracket is at `line[start]`, and where it ends."""
         if depth >= self.max_depth:
             raise _NotPlain("nested too deeply")
+        positions = self.positions
         is_map = line[start] == "{"
         closing = "}" if is_map else "]"
         container: Any = {} if is_map else []
@@ -250,7 +277,8 @@ class _Reader:
                 entry = _text(key.group(1))
                 if entry in container or entry == "<<":
                     raise _NotPlain(entry)
-                self.positions[(*path, entry)] = (number, key.start(1) + 1)
+                if positions is not None:
+                    positions[(*path, entry)] = (number, key.start(1) + 1)
                 at = key.end()
             node = _FLOW_NODE.match(line, at)
             if node is None:
@@ -262,7 +290,9 @@ class _Reader:
             if is_map:
                 container[entry] = value
             else:
-                self.positions[(*path, entry)] = (number, node.start(1 if node.group(1) else 2) + 1)
+                if positions is not None:
+                    at_item = node.start(1 if node.group(1) else 2) + 1
+                    positions[(*path, entry)] = (number, at_item)
                 container.append(value)
             after = _FLOW_NEXT.match(line, at)
             if after is None or after.group(1) not in (",", closing):

@@ -452,17 +452,17 @@ def _check_step_expressions(
         template = _compile_field(wf, (*base, *field), value, problems)
         if template is None:
             continue
-        where = wf.locate(*base, *field)
+        where = functools.partial(wf.locate, *base, *field)  # called when a problem is found
         for ref in sorted(template.references):
             found = place.reads(step, field, ref)
             if found == "unknown":
-                problems.append(_unknown_step(wf, f"step {sid!r}", ref, where))
+                problems.append(_unknown_step(wf, f"step {sid!r}", ref, where()))
             elif found == "not upstream":
                 problems.append(
                     DefinitionError(
                         f"step {sid!r} reads steps.{ref} but does not need it, so it may not "
                         f"have run yet: add {ref!r} to its needs",
-                        where=where,
+                        where=where(),
                     )
                 )
         problems.extend(scope_problems(wf, step, place.loop, field, template, where))
@@ -475,7 +475,7 @@ def _check_step_expressions(
                 DefinitionError(
                     f"step {sid!r} reads item or index in {where_used}; they exist only in the "
                     f"`with` of a for_each step",
-                    where=where,
+                    where=where(),
                 )
             )
 
@@ -484,16 +484,16 @@ def _check_output(wf: Workflow, problems: list[DefinitionError]) -> None:
     template = _compile_field(wf, ("output",), wf.output, problems)
     if template is None:
         return
-    where = wf.locate("output")
     problems.extend(
-        _unknown_step(wf, "the output", ref, where)
+        _unknown_step(wf, "the output", ref, wf.locate("output"))
         for ref in sorted(template.references)
         if ref not in wf.steps
     )
     if template.uses_item:
         problems.append(
             DefinitionError(
-                "the output reads item or index, which exist only in a for_each step", where=where
+                "the output reads item or index, which exist only in a for_each step",
+                where=wf.locate("output"),
             )
         )
 
@@ -554,14 +554,14 @@ def _compile_field(
 ) -> Template | None:
     """The compiled `if`/`for_each`/`wait_until` (conditions) or any other value; None if it
     has errors."""
-    where = wf.locate(*path)
+    locate = _locator(wf, *path)
     try:
         if path[-1] in ("if", "for_each", "wait_until", "until"):
-            return compile_condition(value, where=where)
-        return compile_template(value, where=_locator(wf, *path))
+            return compile_condition(value, where=locate)
+        return compile_template(value, where=locate)
     except DefinitionError as exc:
-        if exc.where is None:
-            exc.where = where  # several problems in one value: sort them at the value's place
+        if exc.where is None:  # several problems in one value: sort them at the value's place
+            exc.where = wf.locate(*path)
         problems.append(exc)
         return None
 
