@@ -44,7 +44,21 @@ bench: $(RUN_STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache bench/results.json
+	rm -rf $(VENV) $(PEERS_VENV) .mypy_cache .pytest_cache .ruff_cache bench/results.json \
+		bench/peers.json
+
+# podium beside LangGraph and Microsoft Agent Framework, measured on this machine: the peers
+# the speed targets were set against. They install in a venv of their own, pinned in
+# bench/peers.txt; podium does not depend on them.
+PEERS_VENV := .venv-peers
+.PHONY: bench-peers
+$(PEERS_VENV)/.installed: pyproject.toml bench/peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet -e . -r bench/peers.txt
+	touch $@
+
+bench-peers: $(PEERS_VENV)/.installed
+	$(PEERS_VENV)/bin/python -m bench.peers
 
 # The long fuzz run: 25,000 examples in each of the 4 fuzz tests, 100,000 definitions in all.
 .PHONY: fuzz
