@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from podium.errors import DefinitionError, Location
-from podium.spec import loader
+from podium.runtime.prepare import prepare
+from podium.spec import load_workflow, loader
 from podium.spec.plain_yaml import Positions, read_plain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -291,3 +292,40 @@ def test_too_many_values_go_the_careful_way() -> None:
     text = "a: 1\nb: [2, 3]\n"  # the document, a, b and two items: five values
     assert plain(text, max_values=5) is not None
     assert plain(text, max_values=4) is None
+
+
+TEMPLATED = """\
+name: templated
+input: {type: object}
+agents:
+  echo: {uses: "json:dumps", capabilities: [text]}
+steps:
+  first:
+    agent: echo
+    with: {obj: "${{ input }}"}
+  each:
+    needs: [first]
+    if: "${{ steps.first.status == 'succeeded' }}"
+    for_each: "${{ input.items }}"
+    capability: text
+    with: {obj: "${{ item }}"}
+output: "${{ steps.each.output }}"
+"""
+
+
+@pytest.mark.parametrize("text", [TEMPLATED, DEMO.read_text(encoding="utf-8")], ids=["t", "demo"])
+def test_a_valid_workflow_is_loaded_and_prepared_without_finding_its_positions(
+    text: str, tmp_path: Path
+) -> None:
+    """Positions are found by reading the file again when a problem needs one: nothing on the
+    way of a valid workflow may ask for a location, or every file would be read twice."""
+    path = tmp_path / "wf.yaml"
+    path.write_text(text, encoding="utf-8")
+    workflow = load_workflow(path)
+    prepare(workflow)
+    positions = workflow.locations
+    assert isinstance(positions, loader._Positions)  # the file was read the plain way
+    assert positions._found is None
+    assert positions[("steps",)] == Location(
+        str(path), text.count("\n", 0, text.index("steps:")) + 1, 1
+    )
