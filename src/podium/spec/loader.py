@@ -51,7 +51,9 @@ class _Positions(Mapping[tuple[Key, ...], Location]):
 
     __slots__ = ("_find", "_found", "_source")
 
-    def __init__(self, source: str, find: Callable[[], dict[tuple[Key, ...], tuple[int, int]]]):
+    def __init__(
+        self, source: str, find: Callable[[], dict[tuple[Key, ...], tuple[int, int]]]
+    ) -> None:
         self._source = source
         self._find = find
         self._found: dict[tuple[Key, ...], tuple[int, int]] | None = None
