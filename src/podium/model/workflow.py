@@ -501,6 +501,11 @@ class Workflow:
             path = path[:-1]
         return self.locations.get((), Location(self.source))
 
+    def locator(self, *base: str | int) -> Callable[[tuple[str | int, ...]], Location]:
+        """Where a path inside the value at `base` stands, as a function: a value's problems
+        are located only if it has any, since finding a location is not free."""
+        return lambda path: self.locate(*base, *path)
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> Workflow:
         """Read and validate a workflow file; raises `DefinitionError` with every problem."""

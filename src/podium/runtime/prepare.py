@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from podium.agents import Agent, LLMAgent, PythonAgent, Registry, Tool
-from podium.errors import DefinitionError, InputError, Location
+from podium.errors import DefinitionError, InputError
 from podium.model import AgentSpec, Call, Repeat, Step, Workflow
 from podium.model.callables import CallableRef, callable_name, import_callable
 from podium.model.state import BUILTIN_REDUCERS, ReduceFn, initial_value
@@ -192,9 +192,7 @@ def _prepare(workflow: Workflow) -> Prepared:
         plan=Plan.from_workflow(workflow),
         registry=binder.registry,
         steps=steps,
-        output=compile_template(
-            workflow.output, where=lambda path: workflow.locate("output", *path)
-        ),
+        output=compile_template(workflow.output, where=workflow.locator("output")),
         body_steps=body_steps,
         state=state,
     )
@@ -314,7 +312,7 @@ class _Binder:
                 if fn is not None:
                     bound = self.inline[name] = PythonAgent(name, fn)
         if with_ is not None:
-            payload = compile_template(with_, where=self._at(*path, "with"))
+            payload = compile_template(with_, where=self.workflow.locator(*path, "with"))
             return PreparedCall(agent=bound, capability=capability, payload=payload)
         # Without input, calls of one target are equal values: the steps share one.
         shared = self._calls_without_input.get((bound, capability))
@@ -337,7 +335,7 @@ class _Binder:
         return PreparedCall(
             agent=agent,
             capability=None,
-            payload=compile_template(with_, where=self._at(*path, "with")),
+            payload=compile_template(with_, where=self.workflow.locator(*path, "with")),
         )
 
     def pattern(self, step: Step, path: tuple[str, ...]) -> PreparedCall:
@@ -350,10 +348,7 @@ class _Binder:
 
         assert step.pattern is not None
         agent: Agent | None = None
-
-        def locate(inner: tuple[str | int, ...]) -> Location:
-            return self.workflow.locate(*path, *inner)
-
+        locate = self.workflow.locator(*path)
         try:
             pattern = parse_pattern(
                 step.pattern.kind, step.pattern.options, locate, search=self._search
@@ -367,7 +362,7 @@ class _Binder:
         return PreparedCall(
             agent=agent,
             capability=None,
-            payload=compile_template(step.with_, where=self._at(*path, "with")),
+            payload=compile_template(step.with_, where=self.workflow.locator(*path, "with")),
         )
 
     def _child_workflow(self, ref: str | Workflow, *path: str) -> Workflow | None:
@@ -409,10 +404,6 @@ class _Binder:
             self.problems.append(exc)
             return None
 
-    def _at(self, *base: str) -> Callable[[tuple[str | int, ...]], Location]:
-        # Located only if an expression is wrong: looking up is not free for 10,000 steps.
-        return lambda path: self.workflow.locate(*base, *path)
-
     def loop(self, step: Step, body_steps: dict[str, PreparedStep]) -> PreparedStep:
         """A repeated step or a group: the loop step itself, and its body's steps."""
         path = ("steps", step.id)
@@ -432,11 +423,13 @@ class _Binder:
             call=None,
             condition=None
             if step.condition is None
-            else compile_condition(step.condition, where=self._at(*path, "if")),
+            else compile_condition(step.condition, where=self.workflow.locator(*path, "if")),
             items=None,
             writes=writes,
             loop=PreparedLoop(
-                until=compile_condition(repeat.until, where=self._at(*path, "repeat", "until")),
+                until=compile_condition(
+                    repeat.until, where=self.workflow.locator(*path, "repeat", "until")
+                ),
                 repeat=repeat,
                 body=body,
                 group=step.steps is not None,
@@ -447,7 +440,7 @@ class _Binder:
         if not step.writes:
             return None
         return {
-            key: compile_template(value, where=self._at(*path, "writes", key))
+            key: compile_template(value, where=self.workflow.locator(*path, "writes", key))
             for key, value in step.writes.items()
         }
 
@@ -482,7 +475,7 @@ class _Binder:
 
     def step(self, step: Step, path: tuple[str, ...] | None = None) -> PreparedStep:
         path = ("steps", step.id) if path is None else path
-        at = self._at
+        at = self.workflow.locator
         call = None
         if step.workflow is not None:
             call = self.child(step.workflow, step.with_, *path)

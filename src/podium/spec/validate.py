@@ -554,7 +554,7 @@ def _compile_field(
 ) -> Template | None:
     """The compiled `if`/`for_each`/`wait_until` (conditions) or any other value; None if it
     has errors."""
-    locate = _locator(wf, *path)
+    locate = wf.locator(*path)
     try:
         if path[-1] in ("if", "for_each", "wait_until", "until"):
             return compile_condition(value, where=locate)
@@ -564,10 +564,6 @@ def _compile_field(
             exc.where = wf.locate(*path)
         problems.append(exc)
         return None
-
-
-def _locator(wf: Workflow, *base: Key) -> Callable[[tuple[Key, ...]], Location]:
-    return lambda path: wf.locate(*base, *path)
 
 
 def _unknown_step(wf: Workflow, reader: str, ref: str, where: Location) -> DefinitionError:
